@@ -1,0 +1,1 @@
+"""Decision logic and the commerce domain. No Ray, no Redis, no HTTP here."""

@@ -1,0 +1,1 @@
+"""The commerce core: customers, catalogue, warehouses and stock, orders, payments."""

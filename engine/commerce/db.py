@@ -1,0 +1,112 @@
+"""Database access: one engine per process, short transactions, migrations at start.
+
+SQLite (the embedded default) runs in WAL mode and opens every transaction with
+``BEGIN IMMEDIATE``, so concurrent writers queue on the database lock instead of failing on a
+read-to-write upgrade; PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.errors import Unavailable
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
+    if url.startswith("sqlite"):
+        db_path = url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:" and "mode=memory" not in db_path:
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+        )
+        _sqlite_pragmas(engine)
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size * 8,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Owns the engine and hands out transactions."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back everything on any exception."""
+        try:
+            session = self._sessions()
+        except (OperationalError, PoolTimeout) as exc:  # pragma: no cover - connect is lazy
+            raise Unavailable("database unavailable", code="database_unavailable") from exc
+        try:
+            with session.begin():
+                yield session
+        except (OperationalError, PoolTimeout) as exc:
+            raise Unavailable(
+                "database unavailable, try again later", code="database_unavailable"
+            ) from exc
+        finally:
+            session.close()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection_engine"] = self.engine
+        command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

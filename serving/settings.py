@@ -1,0 +1,35 @@
+"""Typed configuration, read once from the environment (prefix ``CARTWISE_``) or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARTWISE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("var"), description="Where SQLite, models and logs live.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means a SQLite file under data_dir."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online feature store.")
+    redis_timeout_ms: int = Field(20, ge=1, description="Socket timeout of feature reads.")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
+    http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="Bearer token for admin endpoints (empty: admin disabled)."
+    )
+    replicas: int = Field(1, ge=1, description="Ray Serve replicas of the API deployment.")
+    replica_cpus: float = Field(0.5, gt=0, le=8, description="CPUs reserved per replica.")
+    ray_address: str = Field("local", description="'local' starts Ray in-process; or host:port.")
+    log_level: str = Field("INFO")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cartwise.db').resolve()}"
