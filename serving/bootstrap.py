@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from features.connection import RedisClient
+
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.orders import Orders
 from engine.events import MessageBus
+from features.connection import connect
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -21,10 +24,12 @@ class Container:
     bus: MessageBus
     catalog: Catalog
     orders: Orders
+    redis: RedisClient
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self.db.dispose()
+        self.redis.close()
 
 
 def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Container:
@@ -36,6 +41,7 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Cont
     bus = MessageBus()
     container = Container(
         settings=settings, db=db, bus=bus, catalog=Catalog(db, bus), orders=Orders(db, bus),
+        redis=connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms),
     )
     container.versions = _versions()
     return container

@@ -56,9 +56,12 @@ def encode_cursor(key: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError("cursor is not one this API returned", field="cursor") from exc
+        key = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        if key:
+            return key.decode()
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ValidationError("cursor is not one this API returned", field="cursor")
 
 
 class Catalog:

@@ -1,0 +1,35 @@
+"""The FastAPI application: the same object runs under Ray Serve and under plain uvicorn."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from features.connection import ping
+from serving.api import commerce, errors
+from serving.api.deps import Box
+from serving.api.schemas import HealthOut
+from serving.bootstrap import Container
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="cartwise",
+        version=container.versions.get("cartwise", "0"),
+        description="Real-time decisions for online stores, on a thin commerce core.",
+    )
+    app.state.container = container
+    errors.install(app)
+    app.include_router(commerce.router)
+
+    @app.get("/healthz", response_model=HealthOut, tags=["ops"])
+    def healthz(box: Box):
+        db_ok = box.db.ping()
+        redis_ok = ping(box.redis)
+        return {
+            "status": "ok" if db_ok and redis_ok else "degraded",
+            "database": db_ok,
+            "redis": redis_ok,
+            "versions": box.versions,
+        }
+
+    return app

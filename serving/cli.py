@@ -1,0 +1,173 @@
+"""The ``cartwise`` command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from serving.settings import Settings
+
+app = typer.Typer(help="cartwise: real-time decisions for online stores.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to the newest revision."""
+    from serving.bootstrap import bootstrap
+
+    settings = _settings()
+    bootstrap(settings, migrate=True).close()
+    console.print(f"[green]schema up to date[/] at {settings.resolved_database_url()}")
+
+
+@app.command()
+def seed(
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same store.")] = 42,
+    customers: Annotated[int, typer.Option(min=1)] = 2000,
+    products: Annotated[int, typer.Option(min=1)] = 500,
+    warehouses: Annotated[int, typer.Option(min=1)] = 4,
+    merchants: Annotated[int, typer.Option(min=1)] = 20,
+    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 60,
+    fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
+) -> None:
+    """Generate a reproducible demo store (catalogue, stock, customers, sessions, orders, fraud)."""
+    from serving.bootstrap import bootstrap
+    from training.demo.seed import SeedConfig, seed_store
+
+    settings = _settings()
+    container = bootstrap(settings, migrate=True)
+    config = SeedConfig(seed=seed, customers=customers, products=products, warehouses=warehouses,
+                        merchants=merchants, days=days, fraud_rate=fraud_rate)
+    try:
+        summary = _run_seed(container.db, config, seed_store)
+    finally:
+        container.close()
+    _print_summary(summary)
+
+
+def _run_seed(db, config, seed_store):  # type: ignore[no-untyped-def]
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        return seed_store(db, config, progress=report)
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    table = Table(title="demo store")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key, value in dataclasses.asdict(summary).items():
+        table.add_row(str(key), str(value))
+    console.print(table)
+
+
+@app.command()
+def serve(
+    embedded_redis: Annotated[bool, typer.Option(help="Start a local Redis if none answers.")] = False,
+) -> None:
+    """Serve the HTTP API on Ray Serve until Ctrl-C."""
+    settings = _settings()
+    _serve_until_interrupted(settings, embedded_redis=embedded_redis)
+
+
+@app.command()
+def demo(
+    seed_value: Annotated[int, typer.Option("--seed")] = 42,
+    customers: Annotated[int, typer.Option(min=1)] = 2000,
+    products: Annotated[int, typer.Option(min=1)] = 500,
+) -> None:
+    """Everything `make run` does: Redis if needed, schema, demo data if empty, serve."""
+    settings = _settings()
+    if not settings.admin_token.get_secret_value():
+        token_file = settings.data_dir / "admin_token"
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        settings = settings.model_copy(update={"admin_token": token_file.read_text().strip()})
+    from serving.bootstrap import bootstrap
+    from training.demo.seed import SeedConfig, seed_store
+
+    container = bootstrap(settings, migrate=True)
+    try:
+        if not container.catalog.list_products(limit=1).items:
+            console.print("[bold]seeding the demo store…[/]")
+            _print_summary(_run_seed(container.db, SeedConfig(seed=seed_value, customers=customers,
+                                                               products=products), seed_store))
+    finally:
+        container.close()
+    _serve_until_interrupted(settings, embedded_redis=True, hints=True)
+
+
+def _serve_until_interrupted(settings: Settings, *, embedded_redis: bool, hints: bool = False) -> None:
+    from serving.embedded import ensure_redis
+    from serving.runtime import serve_app, shutdown
+
+    redis_proc: subprocess.Popen[bytes] | None = None
+    if embedded_redis:
+        redis_proc = ensure_redis(settings.redis_url, settings.data_dir / "logs")
+        if redis_proc is not None:
+            console.print(f"started an embedded Redis (valkey) for {settings.redis_url}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        t0 = time.monotonic()
+        url = serve_app(settings)
+        console.print(f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)")
+        if hints:
+            _print_hints(url, settings)
+        while not stop.is_set():
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        shutdown()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=10)
+
+
+def _print_hints(url: str, settings: Settings) -> None:
+    token = settings.admin_token.get_secret_value()
+    console.print(f"""
+[bold]Try:[/]
+  curl {url}/healthz
+  curl '{url}/v1/products?limit=3'
+  curl {url}/v1/stock/SKU-00001
+  curl -X POST {url}/v1/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
+       -d '{{"customer_id": "cus_000001", "currency": "EUR", "lines": [{{"sku": "SKU-00001", "qty": 1}}]}}'
+  open {url}/docs   (OpenAPI at {url}/openapi.json)
+Admin token (Authorization: Bearer …): {token}
+Ctrl-C stops everything this command started.
+""")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""The Ray Serve application: one ingress deployment holding the engine objects in-process.
+
+``build`` is the application builder named in ``serving/config.yaml`` (``serve run`` /
+``serve deploy``); the CLI calls it too.  Everything is constructed in the replica, after Ray
+forked it, never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from serving.api.app import create_app
+from serving.bootstrap import bootstrap
+from serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@serve.deployment(
+    name="api",
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=64,
+    health_check_period_s=5,
+)
+@serve.ingress()
+class CartwiseApi:
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.container = bootstrap(Settings(**(settings or {})), migrate=False)
+
+    def __serve_build_asgi_app__(self):  # called by Serve after __init__
+        return create_app(self.container)
+
+    def check_health(self) -> None:
+        if not self.container.db.ping():
+            raise RuntimeError("database unreachable")
+
+    def __del__(self) -> None:
+        container = getattr(self, "container", None)
+        if container is not None:
+            container.close()
+
+
+def settings_args(settings: Settings) -> dict[str, Any]:
+    """Settings as plain values to hand to replicas (secrets included, as replicas need them)."""
+    values = settings.model_dump(mode="json", exclude_defaults=True)
+    values["admin_token"] = settings.admin_token.get_secret_value()
+    values["database_url"] = settings.resolved_database_url()
+    values["data_dir"] = str(settings.data_dir.resolve())
+    return values
+
+
+def build(args: dict[str, Any] | None = None) -> Application:
+    """Application builder: ``args`` are Settings fields (env CARTWISE_* fills the rest)."""
+    settings = Settings(**(args or {}))
+    return CartwiseApi.options(
+        num_replicas=settings.replicas,
+        ray_actor_options={"num_cpus": settings.replica_cpus},
+    ).bind(settings_args(settings))

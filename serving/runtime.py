@@ -1,0 +1,68 @@
+"""Start and stop Ray Serve for cartwise: the CLI, ``make run`` and the e2e tests share this."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import httpx
+
+from serving.bootstrap import bootstrap
+from serving.settings import Settings
+
+log = logging.getLogger(__name__)
+APP_NAME = "cartwise"
+
+
+def start_ray(settings: Settings) -> None:
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if settings.ray_address == "local":
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1", configure_logging=False)
+    else:
+        ray.init(address=settings.ray_address, log_to_driver=False)
+
+
+def serve_app(settings: Settings, *, wait_s: float = 120) -> str:
+    """Migrate the database, deploy the app, wait until /healthz answers; return the base URL."""
+    from ray import serve
+
+    from serving.deployment import build, settings_args
+
+    bootstrap(settings, migrate=True).close()  # schema first, once, before replicas start
+    start_ray(settings)
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build(settings_args(settings)), name=APP_NAME, route_prefix="/", blocking=False)
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    wait_healthy(url, wait_s)
+    return url
+
+
+def wait_healthy(url: str, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"cartwise did not become healthy at {url} within {wait_s}s: {last}")
+
+
+def shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
