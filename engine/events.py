@@ -114,7 +114,9 @@ class MessageBus:
                     try:
                         handler(event)
                     except Exception:
-                        log.exception("event handler %r failed for %s", handler, type(event).__name__)
+                        log.exception(
+                            "event handler %r failed for %s", handler, type(event).__name__
+                        )
 
     def publish_all(self, events: list[Event]) -> None:
         for event in events:

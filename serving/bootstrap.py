@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from features.connection import RedisClient
-
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.orders import Orders
 from engine.events import MessageBus
-from features.connection import connect
+from features.connection import RedisClient, connect
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,11 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Cont
         db.migrate()
     bus = MessageBus()
     container = Container(
-        settings=settings, db=db, bus=bus, catalog=Catalog(db, bus), orders=Orders(db, bus),
+        settings=settings,
+        db=db,
+        bus=bus,
+        catalog=Catalog(db, bus),
+        orders=Orders(db, bus),
         redis=connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms),
     )
     container.versions = _versions()

@@ -9,14 +9,20 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from serving.settings import Settings
+
+if TYPE_CHECKING:
+    from training.demo.seed import SeedConfig, SeedSummary
+
+    from engine.commerce.db import Database
 
 app = typer.Typer(help="cartwise: real-time decisions for online stores.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -26,7 +32,9 @@ console = Console()
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     return settings
 
 
@@ -51,13 +59,21 @@ def seed(
     fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
 ) -> None:
     """Generate a reproducible demo store (catalogue, stock, customers, sessions, orders, fraud)."""
-    from serving.bootstrap import bootstrap
     from training.demo.seed import SeedConfig, seed_store
+
+    from serving.bootstrap import bootstrap
 
     settings = _settings()
     container = bootstrap(settings, migrate=True)
-    config = SeedConfig(seed=seed, customers=customers, products=products, warehouses=warehouses,
-                        merchants=merchants, days=days, fraud_rate=fraud_rate)
+    config = SeedConfig(
+        seed=seed,
+        customers=customers,
+        products=products,
+        warehouses=warehouses,
+        merchants=merchants,
+        days=days,
+        fraud_rate=fraud_rate,
+    )
     try:
         summary = _run_seed(container.db, config, seed_store)
     finally:
@@ -65,10 +81,17 @@ def seed(
     _print_summary(summary)
 
 
-def _run_seed(db, config, seed_store):  # type: ignore[no-untyped-def]
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        tasks: dict[str, int] = {}
+def _run_seed(
+    db: Database, config: SeedConfig, seed_store: Callable[..., SeedSummary]
+) -> SeedSummary:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
 
         def report(step: str, done: int, total: int) -> None:
             if step not in tasks:
@@ -78,7 +101,7 @@ def _run_seed(db, config, seed_store):  # type: ignore[no-untyped-def]
         return seed_store(db, config, progress=report)
 
 
-def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(summary: SeedSummary) -> None:
     table = Table(title="demo store")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -89,7 +112,9 @@ def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
 
 @app.command()
 def serve(
-    embedded_redis: Annotated[bool, typer.Option(help="Start a local Redis if none answers.")] = False,
+    embedded_redis: Annotated[
+        bool, typer.Option(help="Start a local Redis if none answers.")
+    ] = False,
 ) -> None:
     """Serve the HTTP API on Ray Serve until Ctrl-C."""
     settings = _settings()
@@ -111,21 +136,29 @@ def demo(
             token_file.write_text(secrets.token_urlsafe(24))
             token_file.chmod(0o600)
         settings = settings.model_copy(update={"admin_token": token_file.read_text().strip()})
-    from serving.bootstrap import bootstrap
     from training.demo.seed import SeedConfig, seed_store
+
+    from serving.bootstrap import bootstrap
 
     container = bootstrap(settings, migrate=True)
     try:
         if not container.catalog.list_products(limit=1).items:
             console.print("[bold]seeding the demo store…[/]")
-            _print_summary(_run_seed(container.db, SeedConfig(seed=seed_value, customers=customers,
-                                                               products=products), seed_store))
+            _print_summary(
+                _run_seed(
+                    container.db,
+                    SeedConfig(seed=seed_value, customers=customers, products=products),
+                    seed_store,
+                )
+            )
     finally:
         container.close()
     _serve_until_interrupted(settings, embedded_redis=True, hints=True)
 
 
-def _serve_until_interrupted(settings: Settings, *, embedded_redis: bool, hints: bool = False) -> None:
+def _serve_until_interrupted(
+    settings: Settings, *, embedded_redis: bool, hints: bool = False
+) -> None:
     from serving.embedded import ensure_redis
     from serving.runtime import serve_app, shutdown
 
@@ -139,7 +172,9 @@ def _serve_until_interrupted(settings: Settings, *, embedded_redis: bool, hints:
     try:
         t0 = time.monotonic()
         url = serve_app(settings)
-        console.print(f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)")
+        console.print(
+            f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)"
+        )
         if hints:
             _print_hints(url, settings)
         while not stop.is_set():
@@ -162,7 +197,8 @@ def _print_hints(url: str, settings: Settings) -> None:
   curl '{url}/v1/products?limit=3'
   curl {url}/v1/stock/SKU-00001
   curl -X POST {url}/v1/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
-       -d '{{"customer_id": "cus_000001", "currency": "EUR", "lines": [{{"sku": "SKU-00001", "qty": 1}}]}}'
+       -d '{{"customer_id": "cus_000001", "currency": "EUR",
+            "lines": [{{"sku": "SKU-00001", "qty": 1}}]}}'
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
 Ctrl-C stops everything this command started.

@@ -56,7 +56,7 @@ def settings_args(settings: Settings) -> dict[str, Any]:
 def build(args: dict[str, Any] | None = None) -> Application:
     """Application builder: ``args`` are Settings fields (env CARTWISE_* fills the rest)."""
     settings = Settings(**(args or {}))
-    return CartwiseApi.options(
+    return CartwiseApi.options(  # type: ignore[attr-defined]
         num_replicas=settings.replicas,
         ray_actor_options={"num_cpus": settings.replica_cpus},
     ).bind(settings_args(settings))

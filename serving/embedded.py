@@ -29,9 +29,21 @@ def ensure_redis(url: str, log_dir: Path) -> subprocess.Popen[bytes] | None:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = parsed.port or 6379
     proc = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--logfile", str((log_dir / "redis.log").resolve())],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(get_binary_path()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str((log_dir / "redis.log").resolve()),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -23,8 +23,13 @@ def start_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
     if settings.ray_address == "local":
-        ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+            configure_logging=False,
+        )
     else:
         ray.init(address=settings.ray_address, log_to_driver=False)
 

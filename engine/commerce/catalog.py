@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from engine.errors import (
 from engine.events import Event, MessageBus, StockChanged
 
 Clock = Callable[[], datetime]
+Row = TypeVar("Row", Channel, Merchant, Warehouse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,12 @@ class Catalog:
     ) -> Customer:
         check_country(country, "country")
         customer = Customer(
-            id=id or new_id("cus"), email=email, name=name, country=country,
-            attributes=attributes or {}, created_at=self.clock(),
+            id=id or new_id("cus"),
+            email=email,
+            name=name,
+            country=country,
+            attributes=attributes or {},
+            created_at=self.clock(),
         )
         with self.db.transaction() as s:
             if id is not None and s.get(Customer, id) is not None:
@@ -133,12 +138,13 @@ class Catalog:
         with self.db.transaction() as s:
             return list(s.scalars(select(model).order_by(model.id)))
 
-    def _insert_new(self, row: Any) -> Any:
+    def _insert_new(self, row: Row) -> Row:
         row.created_at = self.clock()
         with self.db.transaction() as s:
             if s.get(type(row), row.id) is not None:
-                raise AlreadyExists(f"{type(row).__name__.lower()} {row.id} already exists",
-                                    field="id")
+                raise AlreadyExists(
+                    f"{type(row).__name__.lower()} {row.id} already exists", field="id"
+                )
             s.add(row)
         return row
 
@@ -164,10 +170,19 @@ class Catalog:
                 raise InvalidAmount(f"{name} must be a non-negative amount", field=name)
         now = self.clock()
         product = Product(
-            sku=sku, title=title, category=category, brand=brand, attributes=attributes or {},
-            cost=money(cost), list_price=money(list_price),
-            map_price=None if map_price is None else money(map_price), currency=currency,
-            active=active, hidden=hidden, created_at=now, updated_at=now,
+            sku=sku,
+            title=title,
+            category=category,
+            brand=brand,
+            attributes=attributes or {},
+            cost=money(cost),
+            list_price=money(list_price),
+            map_price=None if map_price is None else money(map_price),
+            currency=currency,
+            active=active,
+            hidden=hidden,
+            created_at=now,
+            updated_at=now,
         )
         with self.db.transaction() as s:
             if s.get(Product, sku) is not None:
@@ -211,7 +226,8 @@ class Catalog:
             if s.get(Product, sku) is None:
                 raise ProductNotFound(f"no product {sku}", field="sku")
             row = s.scalars(
-                select(Stock).where(Stock.warehouse_id == warehouse_id, Stock.sku == sku)
+                select(Stock)
+                .where(Stock.warehouse_id == warehouse_id, Stock.sku == sku)
                 .with_for_update()
             ).one_or_none()
             if row is None:
@@ -221,12 +237,18 @@ class Catalog:
                 raise Conflict(
                     f"{row.allocated} units of {sku} are allocated at {warehouse_id}; "
                     f"on_hand cannot go below that",
-                    field="on_hand", code="stock_below_allocated",
+                    field="on_hand",
+                    code="stock_below_allocated",
                 )
             row.on_hand = on_hand
             row.updated_at = self.clock()
-            level = StockLevel(warehouse_id, warehouse.country, warehouse.click_and_collect,
-                               row.on_hand, row.allocated or 0)
+            level = StockLevel(
+                warehouse_id,
+                warehouse.country,
+                warehouse.click_and_collect,
+                row.on_hand,
+                row.allocated or 0,
+            )
         self.bus.publish(stock_event(sku, level, self.clock()))
         return level
 
@@ -239,15 +261,21 @@ class Catalog:
 
 def stock_levels(s: Session, sku: str) -> list[StockLevel]:
     rows = s.execute(
-        select(Stock, Warehouse).join(Warehouse, Warehouse.id == Stock.warehouse_id)
-        .where(Stock.sku == sku).order_by(Stock.warehouse_id)
+        select(Stock, Warehouse)
+        .join(Warehouse, Warehouse.id == Stock.warehouse_id)
+        .where(Stock.sku == sku)
+        .order_by(Stock.warehouse_id)
     ).all()
     return [
-        StockLevel(w.id, w.country, w.click_and_collect, st.on_hand, st.allocated)
-        for st, w in rows
+        StockLevel(w.id, w.country, w.click_and_collect, st.on_hand, st.allocated) for st, w in rows
     ]
 
 
 def stock_event(sku: str, level: StockLevel, at: datetime) -> Event:
-    return StockChanged(sku=sku, warehouse_id=level.warehouse_id, on_hand=level.on_hand,
-                        allocated=level.allocated, occurred_at=at)
+    return StockChanged(
+        sku=sku,
+        warehouse_id=level.warehouse_id,
+        on_hand=level.on_hand,
+        allocated=level.allocated,
+        occurred_at=at,
+    )

@@ -149,13 +149,20 @@ def validate_lines(lines: Sequence[LineRequest]) -> None:
     for i, line in enumerate(lines):
         if line.qty <= 0 or line.qty > MAX_LINE_QTY:
             problems.append(
-                {"field": f"lines[{i}].qty", "sku": line.sku, "qty": line.qty,
-                 "reason": f"qty must be between 1 and {MAX_LINE_QTY}"}
+                {
+                    "field": f"lines[{i}].qty",
+                    "sku": line.sku,
+                    "qty": line.qty,
+                    "reason": f"qty must be between 1 and {MAX_LINE_QTY}",
+                }
             )
         if line.sku in seen:
             problems.append(
-                {"field": f"lines[{i}].sku", "sku": line.sku,
-                 "reason": f"duplicate of lines[{seen[line.sku]}]"}
+                {
+                    "field": f"lines[{i}].sku",
+                    "sku": line.sku,
+                    "reason": f"duplicate of lines[{seen[line.sku]}]",
+                }
             )
         seen.setdefault(line.sku, i)
     if problems:
@@ -197,8 +204,12 @@ def plan_allocation(
         available = sum(max(s.available, 0) for s in candidates)
         if available < line.qty:
             short.append(
-                {"field": f"lines[{i}].qty", "sku": line.sku, "requested": line.qty,
-                 "available": available}
+                {
+                    "field": f"lines[{i}].qty",
+                    "sku": line.sku,
+                    "requested": line.qty,
+                    "available": available,
+                }
             )
             continue
         remaining = line.qty

@@ -88,9 +88,12 @@ class OrderRequest:
 
     def fingerprint(self) -> str:
         body = {
-            "customer_id": self.customer_id, "currency": self.currency,
-            "lines": [[line.sku, line.qty] for line in self.lines], "channel": self.channel,
-            "merchant_id": self.merchant_id, "shipping_country": self.shipping_country,
+            "customer_id": self.customer_id,
+            "currency": self.currency,
+            "lines": [[line.sku, line.qty] for line in self.lines],
+            "channel": self.channel,
+            "merchant_id": self.merchant_id,
+            "shipping_country": self.shipping_country,
             "pickup_warehouse_id": self.pickup_warehouse_id,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -182,10 +185,18 @@ class Orders:
             pickup_warehouse_id=req.pickup_warehouse_id,
         )
         order = Order(
-            id=new_id("ord"), customer_id=req.customer_id, channel_id=req.channel,
-            merchant_id=req.merchant_id, status=OrderStatus.PLACED.value, currency=req.currency,
-            shipping_country=req.shipping_country, pickup_warehouse_id=req.pickup_warehouse_id,
-            idempotency_key=key, request_hash=digest, created_at=now, updated_at=now,
+            id=new_id("ord"),
+            customer_id=req.customer_id,
+            channel_id=req.channel,
+            merchant_id=req.merchant_id,
+            status=OrderStatus.PLACED.value,
+            currency=req.currency,
+            shipping_country=req.shipping_country,
+            pickup_warehouse_id=req.pickup_warehouse_id,
+            idempotency_key=key,
+            request_hash=digest,
+            created_at=now,
+            updated_at=now,
             total=Decimal(0),
         )
         total = Decimal(0)
@@ -193,27 +204,48 @@ class Orders:
             price = products[line.sku].list_price
             line_total = money(price * line.qty)
             total += line_total
-            order.lines.append(OrderLine(line_no=no, sku=line.sku, qty=line.qty,
-                                         unit_price=price, line_total=line_total))
+            order.lines.append(
+                OrderLine(
+                    line_no=no, sku=line.sku, qty=line.qty, unit_price=price, line_total=line_total
+                )
+            )
         order.total = money(total)
         for p in plan:
             st, country = rows[(p.warehouse_id, p.sku)]
             st.allocated += p.qty
             st.updated_at = now
-            order.allocations.append(Allocation(warehouse_id=p.warehouse_id, sku=p.sku,
-                                                qty=p.qty, state="allocated"))
+            order.allocations.append(
+                Allocation(warehouse_id=p.warehouse_id, sku=p.sku, qty=p.qty, state="allocated")
+            )
             events.append(stock_event(p.sku, _level(st, country), now))
         s.add(order)
-        s.add(OrderEvent(order_id=order.id, type="placed", to_status=order.status, created_at=now,
-                         data={"allocations": [[p.sku, p.warehouse_id, p.qty] for p in plan]}))
+        s.add(
+            OrderEvent(
+                order_id=order.id,
+                type="placed",
+                to_status=order.status,
+                created_at=now,
+                data={"allocations": [[p.sku, p.warehouse_id, p.qty] for p in plan]},
+            )
+        )
         s.flush()
-        events.insert(0, OrderPlaced(
-            order_id=order.id, customer_id=order.customer_id, channel=order.channel_id,
-            merchant_id=order.merchant_id, currency=order.currency, total=order.total,
-            shipping_country=order.shipping_country, occurred_at=now,
-            lines=tuple(OrderLineInfo(ln.sku, ln.qty, ln.unit_price,
-                                      products[ln.sku].category) for ln in order.lines),
-        ))
+        events.insert(
+            0,
+            OrderPlaced(
+                order_id=order.id,
+                customer_id=order.customer_id,
+                channel=order.channel_id,
+                merchant_id=order.merchant_id,
+                currency=order.currency,
+                total=order.total,
+                shipping_country=order.shipping_country,
+                occurred_at=now,
+                lines=tuple(
+                    OrderLineInfo(ln.sku, ln.qty, ln.unit_price, products[ln.sku].category)
+                    for ln in order.lines
+                ),
+            ),
+        )
         return order
 
     @staticmethod
@@ -237,22 +269,26 @@ class Orders:
         }
         unknown = [
             {"field": f"lines[{i}].sku", "sku": ln.sku}
-            for i, ln in enumerate(req.lines) if ln.sku not in found
+            for i, ln in enumerate(req.lines)
+            if ln.sku not in found
         ]
         if unknown:
             raise UnknownSku(
                 "unknown sku: " + ", ".join(str(u["sku"]) for u in unknown),
-                field=str(unknown[0]["field"]), items=unknown,
+                field=str(unknown[0]["field"]),
+                items=unknown,
             )
         wrong = [
             {"field": f"lines[{i}].sku", "sku": ln.sku, "currency": found[ln.sku].currency}
-            for i, ln in enumerate(req.lines) if found[ln.sku].currency != req.currency
+            for i, ln in enumerate(req.lines)
+            if found[ln.sku].currency != req.currency
         ]
         if wrong:
             raise CurrencyMismatch(
                 f"order currency {req.currency} differs from the price currency of "
                 + ", ".join(str(w["sku"]) for w in wrong),
-                field="currency", items=wrong,
+                field="currency",
+                items=wrong,
             )
         return found
 
@@ -268,12 +304,21 @@ class Orders:
         with self.db.transaction() as s:
             if s.get(Order, order_id) is None:
                 raise OrderNotFound(f"no order {order_id}", field="order_id")
-            return list(s.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id)
-                                  .order_by(OrderEvent.id)))
+            return list(
+                s.scalars(
+                    select(OrderEvent)
+                    .where(OrderEvent.order_id == order_id)
+                    .order_by(OrderEvent.id)
+                )
+            )
 
     # --- lifecycle ---------------------------------------------------------------------------
     def transition(
-        self, order_id: str, action: OrderAction, *, payment: PaymentRequest | None = None,
+        self,
+        order_id: str,
+        action: OrderAction,
+        *,
+        payment: PaymentRequest | None = None,
         actor: str = "api",
     ) -> Order:
         events: list[Event] = []
@@ -285,19 +330,33 @@ class Orders:
             if action is OrderAction.PAY:
                 pay = self._record_payment(s, order, payment or PaymentRequest(), now, events)
                 if pay.status != "authorized":
-                    raise ValidationError("only an authorized payment pays an order; record "
-                                          "declined attempts as payments", field="status")
-            if current in HOLDS_ALLOCATION and target in (OrderStatus.CANCELLED,
-                                                          OrderStatus.REFUNDED):
+                    raise ValidationError(
+                        "only an authorized payment pays an order; record "
+                        "declined attempts as payments",
+                        field="status",
+                    )
+            if current in HOLDS_ALLOCATION and target in (
+                OrderStatus.CANCELLED,
+                OrderStatus.REFUNDED,
+            ):
                 self._settle_allocations(s, order, "released", now, events)
             elif action is OrderAction.FULFIL:
                 self._settle_allocations(s, order, "fulfilled", now, events)
             order.status = target.value
             order.updated_at = now
-            s.add(OrderEvent(order_id=order.id, type=action.value, from_status=current.value,
-                             to_status=target.value, actor=actor, created_at=now))
-            events.insert(0, OrderStatusChanged(order.id, order.customer_id, current.value,
-                                                target.value, now))
+            s.add(
+                OrderEvent(
+                    order_id=order.id,
+                    type=action.value,
+                    from_status=current.value,
+                    to_status=target.value,
+                    actor=actor,
+                    created_at=now,
+                )
+            )
+            events.insert(
+                0, OrderStatusChanged(order.id, order.customer_id, current.value, target.value, now)
+            )
             if target is OrderStatus.CANCELLED:
                 events.insert(1, OrderCancelled(order.id, order.customer_id, now))
         self.bus.publish_all(events)
@@ -314,11 +373,14 @@ class Orders:
     def _settle_allocations(
         s: Session, order: Order, state: str, now: datetime, events: list[Event]
     ) -> None:
-        live = sorted((a for a in order.allocations if a.state == "allocated"),
-                      key=lambda a: (a.sku, a.warehouse_id))
+        live = sorted(
+            (a for a in order.allocations if a.state == "allocated"),
+            key=lambda a: (a.sku, a.warehouse_id),
+        )
         for alloc in live:
             st, country = s.execute(
-                select(Stock, Warehouse.country).join(Warehouse, Warehouse.id == Stock.warehouse_id)
+                select(Stock, Warehouse.country)
+                .join(Warehouse, Warehouse.id == Stock.warehouse_id)
                 .where(Stock.warehouse_id == alloc.warehouse_id, Stock.sku == alloc.sku)
                 .with_for_update(of=Stock)
             ).one()
@@ -343,80 +405,139 @@ class Orders:
         self, s: Session, order: Order, req: PaymentRequest, now: datetime, events: list[Event]
     ) -> Payment:
         if req.method not in PAYMENT_METHODS:
-            raise ValidationError(f"method must be one of {sorted(PAYMENT_METHODS)}",
-                                  field="method", code="invalid_payment_method")
+            raise ValidationError(
+                f"method must be one of {sorted(PAYMENT_METHODS)}",
+                field="method",
+                code="invalid_payment_method",
+            )
         if req.status not in PAYMENT_STATUSES:
-            raise ValidationError(f"status must be one of {sorted(PAYMENT_STATUSES)}",
-                                  field="status")
+            raise ValidationError(
+                f"status must be one of {sorted(PAYMENT_STATUSES)}", field="status"
+            )
         check_country(req.card.country, "card.country")
         amount = order.total if req.amount is None else req.amount
         if not amount.is_finite() or amount <= 0:
             raise InvalidAmount("amount must be positive", field="amount")
         if req.status == "authorized" and money(amount) != order.total:
-            raise InvalidAmount(f"amount {amount} differs from the order total {order.total}",
-                                field="amount")
+            raise InvalidAmount(
+                f"amount {amount} differs from the order total {order.total}", field="amount"
+            )
         pay = Payment(
-            id=new_id("pay"), order_id=order.id, customer_id=order.customer_id, method=req.method,
-            amount=money(amount), currency=order.currency, status=req.status,
-            card_fingerprint=req.card.fingerprint, card_bin=req.card.bin,
-            card_last4=req.card.last4, card_country=req.card.country, device_id=req.device_id,
-            ip=req.ip, created_at=now,
+            id=new_id("pay"),
+            order_id=order.id,
+            customer_id=order.customer_id,
+            method=req.method,
+            amount=money(amount),
+            currency=order.currency,
+            status=req.status,
+            card_fingerprint=req.card.fingerprint,
+            card_bin=req.card.bin,
+            card_last4=req.card.last4,
+            card_country=req.card.country,
+            device_id=req.device_id,
+            ip=req.ip,
+            created_at=now,
         )
         s.add(pay)
-        s.add(OrderEvent(order_id=order.id, type="payment_attempted", created_at=now,
-                         data={"payment_id": pay.id, "status": pay.status,
-                               "amount": str(pay.amount)}))
-        events.append(PaymentAttempted(
-            payment_id=pay.id, order_id=order.id, customer_id=order.customer_id,
-            merchant_id=order.merchant_id, method=pay.method, amount=pay.amount,
-            currency=pay.currency, status=pay.status, card_fingerprint=pay.card_fingerprint,
-            occurred_at=now,
-        ))
+        s.add(
+            OrderEvent(
+                order_id=order.id,
+                type="payment_attempted",
+                created_at=now,
+                data={"payment_id": pay.id, "status": pay.status, "amount": str(pay.amount)},
+            )
+        )
+        events.append(
+            PaymentAttempted(
+                payment_id=pay.id,
+                order_id=order.id,
+                customer_id=order.customer_id,
+                merchant_id=order.merchant_id,
+                method=pay.method,
+                amount=pay.amount,
+                currency=pay.currency,
+                status=pay.status,
+                card_fingerprint=pay.card_fingerprint,
+                occurred_at=now,
+            )
+        )
         return pay
 
     def payments(self, order_id: str) -> list[Payment]:
         with self.db.transaction() as s:
-            return list(s.scalars(select(Payment).where(Payment.order_id == order_id)
-                                  .order_by(Payment.created_at, Payment.id)))
+            return list(
+                s.scalars(
+                    select(Payment)
+                    .where(Payment.order_id == order_id)
+                    .order_by(Payment.created_at, Payment.id)
+                )
+            )
 
     def file_chargeback(
-        self, order_id: str, *, amount: Decimal | None = None, reason: str = "fraudulent",
-        filed_at: datetime | None = None, note: str | None = None,
+        self,
+        order_id: str,
+        *,
+        amount: Decimal | None = None,
+        reason: str = "fraudulent",
+        filed_at: datetime | None = None,
+        note: str | None = None,
     ) -> Chargeback:
         events: list[Event] = []
         with self.db.transaction() as s:
             order = self._locked(s, order_id)
             pay = s.scalars(
-                select(Payment).where(Payment.order_id == order_id,
-                                      Payment.status == "authorized")
+                select(Payment)
+                .where(Payment.order_id == order_id, Payment.status == "authorized")
                 .order_by(Payment.created_at.desc())
             ).first()
             if pay is None:
-                raise InvalidTransition("the order has no authorized payment to dispute",
-                                        field="order_id", code="not_paid")
+                raise InvalidTransition(
+                    "the order has no authorized payment to dispute",
+                    field="order_id",
+                    code="not_paid",
+                )
             if s.scalars(select(Chargeback).where(Chargeback.payment_id == pay.id)).first():
-                raise AlreadyExists(f"payment {pay.id} already has a chargeback",
-                                    field="order_id")
+                raise AlreadyExists(f"payment {pay.id} already has a chargeback", field="order_id")
             value = pay.amount if amount is None else amount
             if not value.is_finite() or value <= 0 or money(value) > pay.amount:
-                raise InvalidAmount(f"amount must be positive and at most {pay.amount}",
-                                    field="amount")
+                raise InvalidAmount(
+                    f"amount must be positive and at most {pay.amount}", field="amount"
+                )
             now = self.clock()
             filed = filed_at or now
             if filed.tzinfo is None:
                 raise ValidationError("filed_at needs a timezone", field="filed_at")
-            cb = Chargeback(id=new_id("cbk"), payment_id=pay.id, order_id=order.id,
-                            amount=money(value), reason=reason, note=note, filed_at=filed)
+            cb = Chargeback(
+                id=new_id("cbk"),
+                payment_id=pay.id,
+                order_id=order.id,
+                amount=money(value),
+                reason=reason,
+                note=note,
+                filed_at=filed,
+            )
             s.add(cb)
-            s.add(OrderEvent(order_id=order.id, type="chargeback", created_at=now,
-                             data={"chargeback_id": cb.id, "amount": str(cb.amount),
-                                   "reason": reason}))
-            events.append(ChargebackFiled(
-                chargeback_id=cb.id, order_id=order.id, payment_id=pay.id,
-                customer_id=order.customer_id, merchant_id=order.merchant_id,
-                card_fingerprint=pay.card_fingerprint, amount=cb.amount,
-                transaction_at=pay.created_at, occurred_at=filed,
-            ))
+            s.add(
+                OrderEvent(
+                    order_id=order.id,
+                    type="chargeback",
+                    created_at=now,
+                    data={"chargeback_id": cb.id, "amount": str(cb.amount), "reason": reason},
+                )
+            )
+            events.append(
+                ChargebackFiled(
+                    chargeback_id=cb.id,
+                    order_id=order.id,
+                    payment_id=pay.id,
+                    customer_id=order.customer_id,
+                    merchant_id=order.merchant_id,
+                    card_fingerprint=pay.card_fingerprint,
+                    amount=cb.amount,
+                    transaction_at=pay.created_at,
+                    occurred_at=filed,
+                )
+            )
         self.bus.publish_all(events)
         return cb
 

@@ -177,7 +177,7 @@ class OrderLine(Base):
 
 
 class Allocation(Base):
-    """Units of one order line reserved in one warehouse. ``state``: allocated|released|fulfilled."""
+    """Units of an order reserved in one warehouse; ``state``: allocated, released, fulfilled."""
 
     __tablename__ = "allocations"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -51,8 +51,9 @@ def get_customer(customer_id: str, box: Box):
 
 
 # --- channels, merchants, warehouses (admin writes) ------------------------------------------
-@router.post("/channels", status_code=201, response_model=ChannelOut, dependencies=[Admin],
-             tags=["admin"])
+@router.post(
+    "/channels", status_code=201, response_model=ChannelOut, dependencies=[Admin], tags=["admin"]
+)
 def create_channel(body: ChannelIn, box: Box):
     return box.catalog.create_channel(**body.model_dump())
 
@@ -62,8 +63,9 @@ def list_channels(box: Box):
     return box.catalog.list_channels()
 
 
-@router.post("/merchants", status_code=201, response_model=MerchantOut, dependencies=[Admin],
-             tags=["admin"])
+@router.post(
+    "/merchants", status_code=201, response_model=MerchantOut, dependencies=[Admin], tags=["admin"]
+)
 def create_merchant(body: MerchantIn, box: Box):
     return box.catalog.create_merchant(**body.model_dump())
 
@@ -73,8 +75,13 @@ def list_merchants(box: Box):
     return box.catalog.list_merchants()
 
 
-@router.post("/warehouses", status_code=201, response_model=WarehouseOut, dependencies=[Admin],
-             tags=["admin"])
+@router.post(
+    "/warehouses",
+    status_code=201,
+    response_model=WarehouseOut,
+    dependencies=[Admin],
+    tags=["admin"],
+)
 def create_warehouse(body: WarehouseIn, box: Box):
     return box.catalog.create_warehouse(**body.model_dump())
 
@@ -85,8 +92,9 @@ def list_warehouses(box: Box):
 
 
 # --- products and stock ----------------------------------------------------------------------
-@router.post("/products", status_code=201, response_model=ProductOut, dependencies=[Admin],
-             tags=["admin"])
+@router.post(
+    "/products", status_code=201, response_model=ProductOut, dependencies=[Admin], tags=["admin"]
+)
 def create_product(body: ProductIn, box: Box):
     return box.catalog.create_product(**body.model_dump())
 
@@ -107,8 +115,12 @@ def list_products(
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-@router.put("/stock/{warehouse_id}/{sku}", response_model=StockLevelOut, dependencies=[Admin],
-            tags=["admin"])
+@router.put(
+    "/stock/{warehouse_id}/{sku}",
+    response_model=StockLevelOut,
+    dependencies=[Admin],
+    tags=["admin"],
+)
 def set_stock(warehouse_id: str, sku: str, body: StockIn, box: Box):
     return box.catalog.set_stock(warehouse_id, sku, body.on_hand)
 
@@ -120,14 +132,23 @@ def get_stock(sku: str, box: Box):
 
 
 # --- orders ----------------------------------------------------------------------------------
-@router.post("/orders", status_code=201, response_model=OrderOut, tags=["orders"],
-             responses={409: {"description": "insufficient_stock or idempotency_key_reused"}})
-def place_order(body: OrderIn, box: Box, response: Response,
-                idempotency_key: IdempotencyKey = None):
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderOut,
+    tags=["orders"],
+    responses={409: {"description": "insufficient_stock or idempotency_key_reused"}},
+)
+def place_order(
+    body: OrderIn, box: Box, response: Response, idempotency_key: IdempotencyKey = None
+):
     req = OrderRequest(
-        customer_id=body.customer_id, currency=body.currency, channel=body.channel,
+        customer_id=body.customer_id,
+        currency=body.currency,
+        channel=body.channel,
         lines=[LineRequest(line.sku, line.qty) for line in body.lines],
-        merchant_id=body.merchant_id, shipping_country=body.shipping_country,
+        merchant_id=body.merchant_id,
+        shipping_country=body.shipping_country,
         pickup_warehouse_id=body.pickup_warehouse_id,
     )
     placed = box.orders.place(req, idempotency_key)
@@ -152,14 +173,18 @@ def _payment(body: PaymentIn | None) -> PaymentRequest:
         return PaymentRequest()
     card = body.card
     return PaymentRequest(
-        method=body.method, amount=body.amount, status=body.status,
+        method=body.method,
+        amount=body.amount,
+        status=body.status,
         card=CardInfo(card.fingerprint, card.bin, card.last4, card.country) if card else CardInfo(),
-        device_id=body.device_id, ip=body.ip,
+        device_id=body.device_id,
+        ip=body.ip,
     )
 
 
-@router.post("/orders/{order_id}/payments", status_code=201, response_model=PaymentOut,
-             tags=["orders"])
+@router.post(
+    "/orders/{order_id}/payments", status_code=201, response_model=PaymentOut, tags=["orders"]
+)
 def record_payment(order_id: str, body: PaymentIn, box: Box):
     return box.orders.record_payment(order_id, _payment(body))
 
@@ -175,12 +200,14 @@ def pay(order_id: str, box: Box, body: PaymentIn | None = None):
     return box.orders.transition(order_id, OrderAction.PAY, payment=_payment(body))
 
 
-@router.post("/orders/{order_id}/chargeback", status_code=201, response_model=ChargebackOut,
-             tags=["orders"])
+@router.post(
+    "/orders/{order_id}/chargeback", status_code=201, response_model=ChargebackOut, tags=["orders"]
+)
 def chargeback(order_id: str, box: Box, body: ChargebackIn | None = None):
     body = body or ChargebackIn()
-    return box.orders.file_chargeback(order_id, amount=body.amount, reason=body.reason,
-                                      filed_at=body.filed_at, note=body.note)
+    return box.orders.file_chargeback(
+        order_id, amount=body.amount, reason=body.reason, filed_at=body.filed_at, note=body.note
+    )
 
 
 def _transition_route(action: OrderAction) -> None:
@@ -188,11 +215,21 @@ def _transition_route(action: OrderAction) -> None:
         return box.orders.transition(order_id, action)
 
     handler.__name__ = f"{action.value}_order"
-    router.add_api_route(f"/orders/{{order_id}}/{action.value}", handler, methods=["POST"],
-                         response_model=OrderOut, tags=["orders"],
-                         summary=f"{action.value.capitalize()} an order")
+    router.add_api_route(
+        f"/orders/{{order_id}}/{action.value}",
+        handler,
+        methods=["POST"],
+        response_model=OrderOut,
+        tags=["orders"],
+        summary=f"{action.value.capitalize()} an order",
+    )
 
 
-for _action in (OrderAction.FULFIL, OrderAction.SHIP, OrderAction.DELIVER, OrderAction.CANCEL,
-                OrderAction.REFUND):
+for _action in (
+    OrderAction.FULFIL,
+    OrderAction.SHIP,
+    OrderAction.DELIVER,
+    OrderAction.CANCEL,
+    OrderAction.REFUND,
+):
     _transition_route(_action)

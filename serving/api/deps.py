@@ -12,7 +12,7 @@ from serving.bootstrap import Container
 
 
 def container(request: Request) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    return request.app.state.container
 
 
 Box = Annotated[Container, Depends(container)]
@@ -23,8 +23,9 @@ def require_admin(
 ) -> None:
     token = box.settings.admin_token.get_secret_value()
     if not token:
-        raise Unauthorized("admin endpoints are disabled: set CARTWISE_ADMIN_TOKEN",
-                           code="admin_disabled")
+        raise Unauthorized(
+            "admin endpoints are disabled: set CARTWISE_ADMIN_TOKEN", code="admin_disabled"
+        )
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("admin bearer token required", field="Authorization")

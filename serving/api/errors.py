@@ -59,27 +59,41 @@ def install(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response(400, {"code": "malformed_json",
-                                        "message": "request body is not valid JSON",
-                                        "field": "body"})
-        items = [{"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
-                 for e in errors]
+            return error_response(
+                400,
+                {
+                    "code": "malformed_json",
+                    "message": "request body is not valid JSON",
+                    "field": "body",
+                },
+            )
+        items = [
+            {"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
+            for e in errors
+        ]
         first = items[0]
-        return error_response(422, {
-            "code": "invalid_request",
-            "message": "; ".join(f"{i['field']}: {i['message']}" for i in items),
-            "field": first["field"],
-            "items": items,
-        })
+        return error_response(
+            422,
+            {
+                "code": "invalid_request",
+                "message": "; ".join(f"{i['field']}: {i['message']}" for i in items),
+                "field": first["field"],
+                "items": items,
+            },
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, {"code": code, "message": str(exc.detail)},
-                              dict(exc.headers) if exc.headers else None)
+        return error_response(
+            exc.status_code,
+            {"code": code, "message": str(exc.detail)},
+            dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(500, {"code": "internal_error",
-                                    "message": "internal error; it has been logged"})
+        return error_response(
+            500, {"code": "internal_error", "message": "internal error; it has been logged"}
+        )

@@ -15,7 +15,7 @@ import pytest
 
 from serving.settings import Settings
 
-ADMIN_TOKEN = "e2e-admin-token"  # noqa: S105 - test credential
+ADMIN_TOKEN = "e2e-admin-token"
 
 
 def _free_port() -> int:
