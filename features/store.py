@@ -1,0 +1,156 @@
+"""The online feature store: what decisions call.
+
+``decide`` reads every feature of an event's entities and records the event in one round trip;
+``read`` only reads; ``record`` ingests a batch with pipelining; ``record_labels`` applies fraud
+labels.  When the backend is unreachable or slow, reads return defaults flagged ``degraded``
+and nothing raises into the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from features.backends import Backend, BackendUnavailable
+from features.definitions import (
+    Entity,
+    FeatureEvent,
+    FeatureValues,
+    FeatureView,
+    LabelEvent,
+    derive,
+    views_of,
+)
+from features.plan import Plan, decode, plan_event, plan_label, plan_read
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRead:
+    values: FeatureValues
+    degraded: bool = False
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    degraded: bool = False
+
+
+class FeatureStore:
+    def __init__(self, backend: Backend, *, batch_size: int = 500) -> None:
+        self.backend = backend
+        self.batch_size = batch_size
+        self.degraded_calls = 0
+
+    # --- decisions -----------------------------------------------------------------------------
+    def decide(self, event: FeatureEvent, *, record: bool = True) -> FeatureRead:
+        """Features of the event's entities as of ``event.ts`` (before the event), and the
+        event recorded (once per ``event_id``) — one round trip."""
+        plan = plan_event(event, read=True, record=record)
+        return self._read_plan(plan)
+
+    def read(
+        self,
+        entities: dict[Entity, str],
+        now: float | None = None,
+        views: Sequence[FeatureView] | None = None,
+    ) -> FeatureRead:
+        now = time.time() if now is None else now
+        chosen = [
+            (v, entities[v.entity])
+            for e in entities
+            for v in views_of(e)
+            if entities.get(v.entity) and (views is None or v in views)
+        ]
+        return self._read_plan(plan_read(chosen, now))
+
+    def _read_plan(self, plan: Plan) -> FeatureRead:
+        try:
+            ((duplicate, results),) = self.backend.run([plan])
+        except BackendUnavailable as exc:
+            self.degraded_calls += 1
+            log.warning("feature store unavailable, serving defaults: %s", exc)
+            return FeatureRead(derive(decode(plan, [None] * len(plan.reads))), degraded=True)
+        return FeatureRead(derive(decode(plan, results)), duplicate=duplicate)
+
+    # --- ingestion -----------------------------------------------------------------------------
+    def record(self, events: Sequence[FeatureEvent]) -> IngestResult:
+        plans = [plan_event(e, read=False, record=True) for e in events]
+        return self._write_plans(plans)
+
+    def record_labels(self, labels: Sequence[LabelEvent]) -> IngestResult:
+        return self._write_plans([plan_label(label) for label in labels])
+
+    def _write_plans(self, plans: list[Plan]) -> IngestResult:
+        accepted = duplicates = 0
+        try:
+            for i in range(0, len(plans), self.batch_size):
+                for duplicate, _ in self.backend.run(plans[i : i + self.batch_size]):
+                    duplicates += duplicate
+                    accepted += not duplicate
+        except BackendUnavailable as exc:
+            self.degraded_calls += 1
+            log.warning(
+                "feature store unavailable, %d writes not applied: %s",
+                len(plans) - accepted - duplicates,
+                exc,
+            )
+            return IngestResult(accepted, duplicates, degraded=True)
+        return IngestResult(accepted, duplicates)
+
+    # --- stock mirror --------------------------------------------------------------------------
+    def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> bool:
+        """(sku, warehouse, available units) per row; False when the store is unreachable."""
+        try:
+            for i in range(0, len(entries), self.batch_size):
+                self.backend.set_stock(entries[i : i + self.batch_size])
+        except BackendUnavailable as exc:
+            log.warning("stock mirror not updated: %s", exc)
+            return False
+        return True
+
+    def available(self, skus: Sequence[str]) -> tuple[dict[str, int], bool]:
+        """Available units per SKU from the mirror (missing: unknown), and a degraded flag."""
+        try:
+            return self.backend.get_stock(skus), False
+        except BackendUnavailable:
+            return {}, True
+
+    # --- operations ----------------------------------------------------------------------------
+    def inspect(
+        self, entity: Entity, entity_id: str, now: float | None = None
+    ) -> dict[str, object]:
+        """Every view of one entity: values, last write time, TTL."""
+        now = time.time() if now is None else now
+        views = views_of(entity)
+        plan = plan_read([(v, entity_id) for v in views], now)
+        try:
+            ((_, results),) = self.backend.run([plan])
+        except BackendUnavailable:
+            return {"degraded": True, "views": {}}
+        values = decode(plan, results)
+        out: dict[str, object] = {}
+        gate_results = [
+            r for (name, how, _), r in zip(plan.outputs, results, strict=True) if how == "gate"
+        ]
+        for view, last in zip(views, gate_results, strict=True):
+            last_write = None if last is None else float(last)  # type: ignore[arg-type]
+            out[view.name] = {
+                "updated_at": last_write,
+                "ttl_s": view.ttl,
+                "expired": last_write is None or now - last_write > view.ttl,
+                "features": {k: v for k, v in values.items() if k.startswith(view.name + ".")},
+            }
+        return {"degraded": False, "views": out}
+
+    def ping(self) -> bool:
+        return self.backend.ping()
+
+    def clear(self) -> int:
+        return self.backend.clear()
