@@ -79,6 +79,10 @@ class PaymentAttempted(Event):
     currency: str
     status: str
     card_fingerprint: str | None
+    device_id: str | None
+    ip: str | None
+    email: str | None
+    shipping_country: str | None
     occurred_at: datetime
 
 
@@ -91,8 +95,28 @@ class ChargebackFiled(Event):
     merchant_id: str | None
     card_fingerprint: str | None
     amount: Decimal
+    reason: str
     transaction_at: datetime
     occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionInfo:
+    event_id: str
+    type: str
+    customer_id: str | None
+    session_id: str | None
+    sku: str | None
+    category: str | None
+    recommendation_id: str | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionsRecorded(Event):
+    """Storefront events newly stored (replays of a known ``event_id`` are not included)."""
+
+    items: tuple[InteractionInfo, ...]
 
 
 Handler = Callable[[Event], None]

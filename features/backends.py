@@ -30,6 +30,8 @@ class Backend(Protocol):
 
     def clear(self) -> int: ...
 
+    def close(self) -> None: ...
+
 
 def encode(plan: Plan) -> list[str | int | float]:
     args: list[str | int | float] = [
@@ -100,6 +102,9 @@ class RedisBackend:
             return bool(self.client.ping())
         except REDIS_ERRORS:
             return False
+
+    def close(self) -> None:
+        self.client.close()
 
     def clear(self) -> int:
         """Delete every cartwise key (SCAN + UNLINK in batches); returns how many."""
@@ -201,6 +206,9 @@ class MemoryBackend:
 
     def ping(self) -> bool:
         return True
+
+    def close(self) -> None:
+        pass
 
     def clear(self) -> int:
         n = len(self.hashes) + len(self.sets) + len(self.seen)

@@ -221,7 +221,7 @@ VIEWS: tuple[FeatureView, ...] = (
         (
             _count("views", W1H, W1D, W7D, when=_types({"view"})),
             _count("carts", W1D, W7D, when=_types({"add_to_cart"})),
-            _sum("units_sold", "qty", W1D, W7D, when=_types({"purchase"})),
+            _sum("units_sold", "qty", W1D, W7D, when=_types({"order_line"})),
         ),
         ttl=8 * DAY,
     ),
@@ -231,7 +231,7 @@ VIEWS: tuple[FeatureView, ...] = (
         Source.INTERACTION,
         (
             _count("views", W1H, W1D, W7D, when=_types({"view"})),
-            _sum("units_sold", "qty", W1D, W7D, when=_types({"purchase"})),
+            _sum("units_sold", "qty", W1D, W7D, when=_types({"order_line"})),
         ),
         ttl=8 * DAY,
     ),
@@ -308,7 +308,7 @@ class LabelEvent:
 def cents(amount: float) -> int:
     """Money as integer cents, the unit every amount is stored in (round half to even, as
     numpy's ``rint`` does offline)."""
-    return int(round(amount * 100))
+    return round(amount * 100)
 
 
 def bucket(ts: float, size: int) -> int:

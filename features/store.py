@@ -43,8 +43,13 @@ class IngestResult:
 
 
 class FeatureStore:
-    def __init__(self, backend: Backend, *, batch_size: int = 500) -> None:
+    def __init__(
+        self, backend: Backend, *, bulk: Backend | None = None, batch_size: int = 500
+    ) -> None:
+        """``backend`` serves decisions (short timeouts); ``bulk`` takes batch writes and may
+        wait longer (defaults to ``backend``)."""
         self.backend = backend
+        self.bulk = bulk or backend
         self.batch_size = batch_size
         self.degraded_calls = 0
 
@@ -91,7 +96,7 @@ class FeatureStore:
         accepted = duplicates = 0
         try:
             for i in range(0, len(plans), self.batch_size):
-                for duplicate, _ in self.backend.run(plans[i : i + self.batch_size]):
+                for duplicate, _ in self.bulk.run(plans[i : i + self.batch_size]):
                     duplicates += duplicate
                     accepted += not duplicate
         except BackendUnavailable as exc:
@@ -109,7 +114,7 @@ class FeatureStore:
         """(sku, warehouse, available units) per row; False when the store is unreachable."""
         try:
             for i in range(0, len(entries), self.batch_size):
-                self.backend.set_stock(entries[i : i + self.batch_size])
+                self.bulk.set_stock(entries[i : i + self.batch_size])
         except BackendUnavailable as exc:
             log.warning("stock mirror not updated: %s", exc)
             return False
@@ -153,4 +158,9 @@ class FeatureStore:
         return self.backend.ping()
 
     def clear(self) -> int:
-        return self.backend.clear()
+        return self.bulk.clear()
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.bulk is not self.backend:
+            self.bulk.close()

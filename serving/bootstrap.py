@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
+from engine.commerce.interactions import Interactions
 from engine.commerce.orders import Orders
 from engine.events import MessageBus
-from features.connection import RedisClient, connect
+from features.backends import RedisBackend
+from features.connection import connect
+from features.ingest import FeatureIngestor
+from features.store import FeatureStore
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,12 +26,14 @@ class Container:
     bus: MessageBus
     catalog: Catalog
     orders: Orders
-    redis: RedisClient
+    interactions: Interactions
+    features: FeatureStore
+    ingestor: FeatureIngestor
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self.db.dispose()
-        self.redis.close()
+        self.features.close()
 
 
 def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Container:
@@ -37,13 +43,21 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Cont
     if migrate:
         db.migrate()
     bus = MessageBus()
+    features = FeatureStore(
+        RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms)),
+        bulk=RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_bulk_timeout_ms)),
+    )
+    ingestor = FeatureIngestor(features)
+    ingestor.subscribe(bus)
     container = Container(
         settings=settings,
         db=db,
         bus=bus,
         catalog=Catalog(db, bus),
         orders=Orders(db, bus),
-        redis=connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms),
+        interactions=Interactions(db, bus),
+        features=features,
+        ingestor=ingestor,
     )
     container.versions = _versions()
     return container

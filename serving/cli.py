@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,13 +21,15 @@ from rich.table import Table
 from serving.settings import Settings
 
 if TYPE_CHECKING:
-    from training.demo.seed import SeedConfig, SeedSummary
-
     from engine.commerce.db import Database
+    from serving.bootstrap import Container
+    from training.demo.seed import SeedConfig, SeedSummary
 
 app = typer.Typer(help="cartwise: real-time decisions for online stores.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 console = Console()
 
 
@@ -48,6 +51,71 @@ def db_upgrade() -> None:
     console.print(f"[green]schema up to date[/] at {settings.resolved_database_url()}")
 
 
+@features_app.command("rebuild")
+def features_rebuild() -> None:
+    """Recompute the online store (Redis) from the commerce database's history."""
+    from engine.commerce.history import history
+    from features.rebuild import rebuild
+    from serving.bootstrap import bootstrap
+
+    container = bootstrap(_settings(), migrate=True)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            tasks: dict[str, TaskID] = {}
+
+            def report(kind: str, done: int) -> None:
+                if kind not in tasks:
+                    tasks[kind] = progress.add_task(kind, total=None)
+                progress.update(tasks[kind], completed=done)
+
+            summary = rebuild(container.features, history(container.db), report)
+    finally:
+        container.close()
+    if summary.degraded:
+        console.print("[red]Redis was unreachable during the rebuild; run it again[/]")
+        raise typer.Exit(1)
+    console.print(
+        f"rebuilt in {summary.seconds:.1f}s (removed {summary.removed_keys} keys): "
+        + ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+    )
+
+
+def _rebuild_features(container: Container) -> None:
+    from engine.commerce.history import history
+    from features.rebuild import rebuild
+
+    summary = rebuild(container.features, history(container.db))
+    state = (
+        "[red]Redis unreachable: run `cartwise features rebuild`[/]" if summary.degraded else "ok"
+    )
+    console.print(f"online features rebuilt in {summary.seconds:.1f}s: {state}")
+
+
+@features_app.command("inspect")
+def features_inspect(entity: str, entity_id: str) -> None:
+    """Print one entity's current feature values."""
+    import json
+
+    from features.definitions import Entity
+    from serving.bootstrap import bootstrap
+
+    try:
+        kind = Entity(entity)
+    except ValueError:
+        console.print(f"[red]unknown entity {entity!r}; one of {[e.value for e in Entity]}[/]")
+        raise typer.Exit(2) from None
+    container = bootstrap(_settings(), migrate=False)
+    try:
+        console.print_json(json.dumps(container.features.inspect(kind, entity_id), default=str))
+    finally:
+        container.close()
+
+
 @app.command()
 def seed(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same store.")] = 42,
@@ -59,9 +127,8 @@ def seed(
     fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
 ) -> None:
     """Generate a reproducible demo store (catalogue, stock, customers, sessions, orders, fraud)."""
-    from training.demo.seed import SeedConfig, seed_store
-
     from serving.bootstrap import bootstrap
+    from training.demo.seed import SeedConfig, seed_store
 
     settings = _settings()
     container = bootstrap(settings, migrate=True)
@@ -76,9 +143,10 @@ def seed(
     )
     try:
         summary = _run_seed(container.db, config, seed_store)
+        _print_summary(summary)
+        _rebuild_features(container)
     finally:
         container.close()
-    _print_summary(summary)
 
 
 def _run_seed(
@@ -118,7 +186,11 @@ def serve(
 ) -> None:
     """Serve the HTTP API on Ray Serve until Ctrl-C."""
     settings = _settings()
-    _serve_until_interrupted(settings, embedded_redis=embedded_redis)
+    redis_proc = _embedded_redis(settings) if embedded_redis else None
+    try:
+        _serve_until_interrupted(settings)
+    finally:
+        _stop(redis_proc)
 
 
 @app.command()
@@ -128,45 +200,56 @@ def demo(
     products: Annotated[int, typer.Option(min=1)] = 500,
 ) -> None:
     """Everything `make run` does: Redis if needed, schema, demo data if empty, serve."""
-    settings = _settings()
-    if not settings.admin_token.get_secret_value():
-        token_file = settings.data_dir / "admin_token"
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if not token_file.exists():
-            token_file.write_text(secrets.token_urlsafe(24))
-            token_file.chmod(0o600)
-        settings = settings.model_copy(update={"admin_token": token_file.read_text().strip()})
+    settings = _with_admin_token(_settings())
+    from serving.bootstrap import bootstrap
     from training.demo.seed import SeedConfig, seed_store
 
-    from serving.bootstrap import bootstrap
-
-    container = bootstrap(settings, migrate=True)
+    redis_proc = _embedded_redis(settings)
     try:
-        if not container.catalog.list_products(limit=1).items:
-            console.print("[bold]seeding the demo store…[/]")
-            _print_summary(
-                _run_seed(
-                    container.db,
-                    SeedConfig(seed=seed_value, customers=customers, products=products),
-                    seed_store,
-                )
-            )
+        container = bootstrap(settings, migrate=True)
+        try:
+            if not container.catalog.list_products(limit=1).items:
+                console.print("[bold]seeding the demo store…[/]")
+                config = SeedConfig(seed=seed_value, customers=customers, products=products)
+                _print_summary(_run_seed(container.db, config, seed_store))
+                _rebuild_features(container)
+        finally:
+            container.close()
+        _serve_until_interrupted(settings, hints=True)
     finally:
-        container.close()
-    _serve_until_interrupted(settings, embedded_redis=True, hints=True)
+        _stop(redis_proc)
 
 
-def _serve_until_interrupted(
-    settings: Settings, *, embedded_redis: bool, hints: bool = False
-) -> None:
+def _with_admin_token(settings: Settings) -> Settings:
+    """Keep the configured token, or generate one into the data dir (mode 600) and reuse it."""
+    if settings.admin_token.get_secret_value():
+        return settings
+    token_file = settings.data_dir / "admin_token"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    return settings.model_copy(update={"admin_token": SecretStr(token_file.read_text().strip())})
+
+
+def _embedded_redis(settings: Settings) -> subprocess.Popen[bytes] | None:
     from serving.embedded import ensure_redis
+
+    proc = ensure_redis(settings.redis_url, settings.data_dir / "logs")
+    if proc is not None:
+        console.print(f"started an embedded Redis (valkey) for {settings.redis_url}")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None:
     from serving.runtime import serve_app, shutdown
 
-    redis_proc: subprocess.Popen[bytes] | None = None
-    if embedded_redis:
-        redis_proc = ensure_redis(settings.redis_url, settings.data_dir / "logs")
-        if redis_proc is not None:
-            console.print(f"started an embedded Redis (valkey) for {settings.redis_url}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -184,9 +267,6 @@ def _serve_until_interrupted(
     finally:
         console.print("stopping…")
         shutdown()
-        if redis_proc is not None:
-            redis_proc.terminate()
-            redis_proc.wait(timeout=10)
 
 
 def _print_hints(url: str, settings: Settings) -> None:

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online feature store.")
     redis_timeout_ms: int = Field(20, ge=1, description="Socket timeout of feature reads.")
+    redis_bulk_timeout_ms: int = Field(
+        2000, ge=1, description="Socket timeout of batch writes (ingestion, rebuild)."
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
     admin_token: SecretStr = Field(

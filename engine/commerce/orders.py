@@ -458,6 +458,10 @@ class Orders:
                 currency=pay.currency,
                 status=pay.status,
                 card_fingerprint=pay.card_fingerprint,
+                device_id=pay.device_id,
+                ip=pay.ip,
+                email=_email(s, order.customer_id),
+                shipping_country=order.shipping_country,
                 occurred_at=now,
             )
         )
@@ -534,12 +538,18 @@ class Orders:
                     merchant_id=order.merchant_id,
                     card_fingerprint=pay.card_fingerprint,
                     amount=cb.amount,
+                    reason=reason,
                     transaction_at=pay.created_at,
                     occurred_at=filed,
                 )
             )
         self.bus.publish_all(events)
         return cb
+
+
+def _email(s: Session, customer_id: str) -> str | None:
+    customer = s.get(Customer, customer_id)
+    return customer.email if customer else None
 
 
 def _level(st: Stock, country: str) -> StockLevel:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from features.connection import ping
-from serving.api import commerce, errors
+from serving.api import commerce, errors, features
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
@@ -20,11 +19,12 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.include_router(commerce.router)
+    app.include_router(features.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):
         db_ok = box.db.ping()
-        redis_ok = ping(box.redis)
+        redis_ok = box.features.ping()
         return {
             "status": "ok" if db_ok and redis_ok else "degraded",
             "database": db_ok,

@@ -1,0 +1,162 @@
+"""Storefront events (view, add_to_cart, remove_from_cart, purchase, search): validated, stored
+once per ``event_id``, then announced on the bus for the feature store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.commerce.db import Database
+from engine.commerce.schema import Interaction, Product, utcnow
+from engine.errors import ValidationError
+from engine.events import InteractionInfo, InteractionsRecorded, MessageBus
+
+TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "search")
+NEEDS_SKU = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase"})
+MAX_BATCH = 1000
+MAX_FUTURE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRequest:
+    event_id: str
+    type: str
+    timestamp: datetime
+    customer_id: str | None = None
+    session_id: str | None = None
+    sku: str | None = None
+    query: str | None = None
+    recommendation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    accepted: tuple[InteractionInfo, ...]
+    duplicates: int
+
+
+class Interactions:
+    def __init__(self, db: Database, bus: MessageBus, clock: Callable[[], datetime] = utcnow):
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+
+    def record(self, events: Sequence[InteractionRequest]) -> Recorded:
+        """Store new events (all or none); a known ``event_id`` counts as a duplicate."""
+        self._validate(events)
+        unique: dict[str, InteractionRequest] = {}
+        for ev in events:
+            unique.setdefault(ev.event_id, ev)
+        in_batch_dups = len(events) - len(unique)
+        with self.db.transaction() as s:
+            skus = sorted({ev.sku for ev in unique.values() if ev.sku})
+            categories = (
+                dict(
+                    s.execute(
+                        select(Product.sku, Product.category).where(Product.sku.in_(skus))
+                    ).all()
+                )
+                if skus
+                else {}
+            )
+            unknown = [
+                {"field": f"events[{i}].sku", "sku": ev.sku}
+                for i, ev in enumerate(events)
+                if ev.sku and ev.sku not in categories
+            ]
+            if unknown:
+                raise ValidationError(
+                    "unknown sku: " + ", ".join(str(u["sku"]) for u in unknown),
+                    field=str(unknown[0]["field"]),
+                    items=unknown,
+                    code="unknown_sku",
+                )
+            rows = [_row(ev) for ev in unique.values()]
+            inserted = set(s.scalars(_insert_new(self.db.dialect, rows)).all()) if rows else set()
+        accepted = tuple(
+            InteractionInfo(
+                ev.event_id,
+                ev.type,
+                ev.customer_id,
+                ev.session_id,
+                ev.sku,
+                categories.get(ev.sku) if ev.sku else None,
+                ev.recommendation_id,
+                ev.timestamp,
+            )
+            for ev in unique.values()
+            if ev.event_id in inserted
+        )
+        if accepted:
+            self.bus.publish(InteractionsRecorded(accepted))
+        return Recorded(accepted, in_batch_dups + len(unique) - len(accepted))
+
+    def _validate(self, events: Sequence[InteractionRequest]) -> None:
+        if not events:
+            raise ValidationError("send at least one event", field="events")
+        if len(events) > MAX_BATCH:
+            raise ValidationError(f"at most {MAX_BATCH} events per call", field="events")
+        latest = self.clock() + MAX_FUTURE
+        problems: list[dict[str, object]] = []
+        for i, ev in enumerate(events):
+            if ev.type not in TYPES:
+                problems.append({"field": f"events[{i}].type", "reason": f"one of {TYPES}"})
+            if not (ev.customer_id or ev.session_id):
+                problems.append(
+                    {
+                        "field": f"events[{i}].customer_id",
+                        "reason": "customer_id or session_id is required",
+                    }
+                )
+            if ev.type in NEEDS_SKU and not ev.sku:
+                problems.append(
+                    {"field": f"events[{i}].sku", "reason": f"a {ev.type} event needs a sku"}
+                )
+            if ev.timestamp.tzinfo is None:
+                problems.append({"field": f"events[{i}].timestamp", "reason": "needs a timezone"})
+            elif ev.timestamp > latest:
+                problems.append({"field": f"events[{i}].timestamp", "reason": "in the future"})
+        if problems:
+            raise ValidationError(
+                "; ".join(f"{p['field']}: {p['reason']}" for p in problems),
+                field=str(problems[0]["field"]),
+                items=problems,
+                code="invalid_event",
+            )
+
+    def history(self, since: datetime | None = None) -> list[Interaction]:
+        with self.db.transaction() as s:
+            stmt = select(Interaction).order_by(Interaction.ts, Interaction.event_id)
+            if since is not None:
+                stmt = stmt.where(Interaction.ts >= since)
+            return list(s.scalars(stmt))
+
+
+def _row(ev: InteractionRequest) -> dict[str, Any]:
+    return {
+        "event_id": ev.event_id,
+        "type": ev.type,
+        "customer_id": ev.customer_id,
+        "session_id": ev.session_id,
+        "sku": ev.sku,
+        "query": ev.query,
+        "recommendation_id": ev.recommendation_id,
+        "ts": ev.timestamp,
+    }
+
+
+def _insert_new(dialect: str, rows: list[dict[str, Any]]) -> Any:
+    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id."""
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(Interaction).values(rows)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(Interaction).values(rows)
+    else:  # pragma: no cover - other databases are not supported
+        stmt = insert(Interaction).values(rows)
+        return stmt.returning(Interaction.event_id)
+    return stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(Interaction.event_id)

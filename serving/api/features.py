@@ -1,0 +1,140 @@
+"""Routes of the feature store: storefront event ingestion and (admin) inspection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
+
+from engine.commerce.interactions import MAX_BATCH, InteractionRequest
+from features.definitions import Entity
+from serving.api.deps import Admin, Box
+from serving.api.schemas import In
+
+router = APIRouter(prefix="/v1")
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class EventIn(In):
+    event_id: Id
+    type: Literal["view", "add_to_cart", "remove_from_cart", "purchase", "search"]
+    customer_id: Id | None = None
+    session_id: Id | None = None
+    sku: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    query: Annotated[str, Field(max_length=300)] | None = None
+    timestamp: AwareDatetime
+    recommendation_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    duplicates: int
+    degraded: bool = Field(description="True when the online store could not be updated now.")
+
+
+class FeaturesOut(BaseModel):
+    entity: str
+    id: str
+    as_of: datetime
+    degraded: bool
+    views: dict[str, Any]
+
+
+_BATCH = TypeAdapter(list[EventIn])
+_LIST_SCHEMA = {
+    "type": "array",
+    "items": EventIn.model_json_schema(),
+    "minItems": 1,
+    "maxItems": MAX_BATCH,
+}
+_BODY_SCHEMA = {
+    "anyOf": [
+        _LIST_SCHEMA,
+        {
+            "type": "object",
+            "properties": {"events": _LIST_SCHEMA},
+            "required": ["events"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+def _parse_events(raw: Any) -> list[EventIn]:
+    """The body is the bare list of events, or ``{"events": [...]}``; errors name
+    ``events[i].field`` either way."""
+    payload = raw.get("events") if isinstance(raw, dict) and set(raw) == {"events"} else raw
+    if not isinstance(payload, list) or not 1 <= len(payload) <= MAX_BATCH:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "events",
+                    "loc": ("body", "events"),
+                    "input": None,
+                    "msg": f"send a list of 1 to {MAX_BATCH} events",
+                }
+            ]
+        )
+    try:
+        return _BATCH.validate_python(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "events", *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+@router.post(
+    "/events",
+    response_model=EventsOut,
+    tags=["events"],
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
+    },
+)
+def ingest_events(box: Box, raw: Annotated[Any, Body(include_in_schema=False)] = None) -> EventsOut:
+    """A batch of storefront events (a list, or ``{"events": [...]}``); an ``event_id`` seen
+    before is not counted twice."""
+    items = _parse_events(raw)
+    box.ingestor.reset_thread()
+    recorded = box.interactions.record(
+        [
+            InteractionRequest(
+                event_id=e.event_id,
+                type=e.type,
+                timestamp=e.timestamp,
+                customer_id=e.customer_id,
+                session_id=e.session_id,
+                sku=e.sku,
+                query=e.query,
+                recommendation_id=e.recommendation_id,
+            )
+            for e in items
+        ]
+    )
+    return EventsOut(
+        accepted=len(recorded.accepted),
+        duplicates=recorded.duplicates,
+        degraded=box.ingestor.degraded_in_thread(),
+    )
+
+
+@router.get(
+    "/features/{entity}/{entity_id}",
+    response_model=FeaturesOut,
+    dependencies=[Admin],
+    tags=["admin"],
+)
+def inspect_features(
+    entity: Entity, entity_id: Annotated[str, Path(max_length=128)], box: Box
+) -> FeaturesOut:
+    """Current feature values of one entity, per feature view, with update time and TTL."""
+    now = datetime.now().astimezone()
+    result = box.features.inspect(entity, entity_id, now.timestamp())
+    views = result["views"]
+    assert isinstance(views, dict)
+    return FeaturesOut(
+        entity=entity.value, id=entity_id, as_of=now, degraded=bool(result["degraded"]), views=views
+    )
