@@ -72,13 +72,18 @@ INTERACTION_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purch
 @dataclass(frozen=True, slots=True)
 class Aggregation:
     """``name`` is unique within a view; ``value`` names the event value (sum), the attribute
-    (distinct, last); ``when`` restricts to event types (None: every event of the source)."""
+    (distinct, last); ``when`` restricts to event types (None: every event of the source).
+
+    Distinct counts are exact (a sorted set of members by last-seen time) unless ``approx``:
+    then a HyperLogLog per bucket, for entities whose cardinality is unbounded (an IP behind
+    a carrier NAT sees thousands of cards)."""
 
     name: str
     kind: Kind
     windows: tuple[Window, ...] = ()
     value: str | None = None
     when: frozenset[str] | None = None
+    approx: bool = False
 
     def applies(self, event_type: str) -> bool:
         return self.when is None or event_type in self.when
@@ -136,8 +141,8 @@ def _sum(
     return Aggregation(name, Kind.SUM, windows, value=value, when=when)
 
 
-def _distinct(name: str, value: str, *windows: Window) -> Aggregation:
-    return Aggregation(name, Kind.DISTINCT, windows, value=value)
+def _distinct(name: str, value: str, *windows: Window, approx: bool = False) -> Aggregation:
+    return Aggregation(name, Kind.DISTINCT, windows, value=value, approx=approx)
 
 
 def _last(name: str, value: str, when: frozenset[str] | None = None) -> Aggregation:
@@ -194,8 +199,8 @@ VIEWS: tuple[FeatureView, ...] = (
         Source.TRANSACTION,
         (
             _count("txn_count", W10M, W1H),
-            _distinct("cards", "card", D1H),
-            _distinct("customers", "customer", D1D),
+            _distinct("cards", "card", D1H, approx=True),
+            _distinct("customers", "customer", D1D, approx=True),
         ),
         ttl=2 * DAY,
     ),

@@ -54,7 +54,7 @@ import pandas as pd
 
 from engine.errors import ValidationError
 from features.definitions import DAY, VIEWS, Entity, Kind, Source, views_for
-from features.offline_kernels import Labels, Stream, codes_of, view_features
+from features.offline_kernels import Labels, Stream, codes_of, default_of, view_features
 
 TRANSACTION_COLUMNS: dict[str, str] = {
     "transaction_id": "required: id of the transaction (labels refer to it)",
@@ -99,6 +99,11 @@ INTERACTION_ENTITIES = {
     "sku": Entity.SKU,
     "category": Entity.CATEGORY,
 }
+_TEXT_COLUMNS = (
+    {"transaction_id", "event_id", "terminal_id", "shipping_country", "type"}
+    | set(TRANSACTION_ENTITIES)
+    | set(INTERACTION_ENTITIES)
+)
 TRANSACTION_TYPE = "payment"
 LABEL_DELAY_S = next(v.delayed.delay_days for v in VIEWS if v.delayed) * DAY
 _MAX_ITEMS = 20
@@ -108,13 +113,15 @@ _MAX_ITEMS = 20
 
 
 def load_table(path: str | Path) -> pd.DataFrame:
-    """A CSV (optionally ``.gz``/``.bz2``/``.zip``/``.xz``) or Parquet file, by suffix."""
+    """A CSV (optionally ``.gz``/``.bz2``/``.zip``/``.xz``) or Parquet file, by suffix.  Id
+    columns of a CSV are read as text, so ``00123`` stays ``00123``."""
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes]
     if suffixes and suffixes[-1] in {".parquet", ".pq"}:
         return pd.read_parquet(p)
     if ".csv" in suffixes or ".tsv" in suffixes:
-        return pd.read_csv(p, sep="\t" if ".tsv" in suffixes else ",", low_memory=False)
+        sep = "\t" if ".tsv" in suffixes else ","
+        return pd.read_csv(p, sep=sep, dtype=dict.fromkeys(_TEXT_COLUMNS, str), low_memory=False)
     raise ValidationError(
         f"{p.name}: unknown table format (expected .csv, .csv.gz or .parquet)",
         field="path",
@@ -179,14 +186,31 @@ def _ids(s: pd.Series) -> pd.Series:
     return pd.Series(text, index=s.index, dtype=object)
 
 
+_ZONE = r"(?:[Zz]|[+-]\d\d:?\d\d)$"  # an ISO 8601 text that names its UTC offset
+
+
+def _datetimes(s: pd.Series) -> pd.Series:
+    """Aware UTC datetimes (NaT where unparseable); naive values are UTC."""
+    if s.dtype != object and not pd.api.types.is_string_dtype(s.dtype):
+        return pd.to_datetime(s, utc=True, errors="coerce")
+    # pandas' ISO8601 parser applies the first text's offset to later naive texts: parse the
+    # texts with an offset and those without separately
+    zoned = s.str.contains(_ZONE, regex=True, na=False).to_numpy(dtype=bool)
+    if not zoned.any() or zoned.all():
+        return pd.to_datetime(s, utc=True, format="ISO8601", errors="coerce")
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    for part in (zoned, ~zoned):
+        out[part] = pd.to_datetime(s[part], utc=True, format="ISO8601", errors="coerce")
+    return out
+
+
 def _seconds(s: pd.Series, column: str, problems: _Problems, *, optional: bool = False) -> Any:
-    """Seconds since the epoch (float64, microsecond resolution)."""
+    """Seconds since the epoch (float64: whole microseconds / 1e6)."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         out = s.astype(np.float64)
         bad = ~np.isfinite(out)
     else:
-        fmt = "ISO8601" if s.dtype == object or pd.api.types.is_string_dtype(s.dtype) else None
-        dt = pd.to_datetime(s, utc=True, format=fmt, errors="coerce")
+        dt = _datetimes(s)
         bad = dt.isna()
         micros = dt.dt.as_unit("ns").astype("int64").to_numpy() // 1000
         out = pd.Series(np.where(bad, np.nan, micros / 1e6), index=s.index)
@@ -196,9 +220,14 @@ def _seconds(s: pd.Series, column: str, problems: _Problems, *, optional: bool =
     return out.to_numpy(dtype=np.float64)
 
 
+def _optional_ids(df: pd.DataFrame, column: str) -> pd.Series:
+    if column in df.columns:
+        return _ids(df[column])
+    return pd.Series(np.full(len(df), None, dtype=object), index=df.index)
+
+
 def _entity_columns(df: pd.DataFrame, entities: dict[str, Entity]) -> dict[str, pd.Series]:
-    none = pd.Series(None, index=df.index, dtype=object)
-    return {e.value: (_ids(df[c]) if c in df.columns else none) for c, e in entities.items()}
+    return {e.value: _optional_ids(df, c) for c, e in entities.items()}
 
 
 def transaction_events(df: pd.DataFrame) -> pd.DataFrame:
@@ -228,9 +257,7 @@ def transaction_events(df: pd.DataFrame) -> pd.DataFrame:
         "type": TRANSACTION_TYPE,
         **_entity_columns(df, TRANSACTION_ENTITIES),
         "amount": np.rint(amount.to_numpy() * 100).astype(np.int64),
-        "shipping_country": _ids(df["shipping_country"])
-        if "shipping_country" in df.columns
-        else None,
+        "shipping_country": _optional_ids(df, "shipping_country"),
         "is_fraud": fraud.fillna(0).to_numpy().astype(np.int8),
         "reported_ts": np.asarray(reported, dtype=np.float64),
     }
@@ -306,7 +333,8 @@ def _stream(frame: pd.DataFrame, source: Source) -> Stream:
 def _labels(tx: pd.DataFrame, labels: pd.DataFrame) -> Labels:
     """Labels in application order, once per transaction id, joined to their transaction (its
     first occurrence in processing order)."""
-    first = tx.iloc[np.argsort(tx["ts"].to_numpy(), kind="stable")]
+    first = tx[tx["event_id"].isin(labels["transaction_id"])]
+    first = first.iloc[np.argsort(first["ts"].to_numpy(), kind="stable")]
     first = first.drop_duplicates("event_id").set_index("event_id")
     lab = labels.iloc[np.argsort(labels["reported_ts"].to_numpy(), kind="stable")]
     lab = lab.drop_duplicates("transaction_id")
@@ -325,11 +353,28 @@ def _labels(tx: pd.DataFrame, labels: pd.DataFrame) -> Labels:
 
 
 def _features(frame: pd.DataFrame, source: Source, labels: Labels | None) -> pd.DataFrame:
+    """Scatter every view's features into one preallocated float block (building a frame from
+    ~60 separate 1.75M-row columns would copy them twice) plus the few string columns."""
     stream = _stream(frame, source)
-    columns: dict[str, Any] = {}
+    names = feature_names(source)
+    text = [n for n in names if default_of(n) is None]
+    numeric = [n for n in names if n not in text]
+    where = {n: i for i, n in enumerate(numeric)}
+    block = np.empty((len(numeric), len(frame)), dtype=np.float64)
+    strings: dict[str, Any] = {}
     for view in views_for(source):
-        columns.update(view_features(view, stream, labels))
-    return pd.DataFrame(columns, index=frame.index)
+        rows, values = view_features(view, stream, labels)
+        for name in view.feature_names():
+            if name in where:
+                column = block[where[name]]
+                column.fill(default_of(name) or 0.0)
+            else:
+                column = strings[name] = np.full(len(frame), None, dtype=object)
+            column[rows] = values.pop(name)
+    out = pd.DataFrame(block.T, index=frame.index, columns=numeric, copy=False)
+    for name in text:
+        out.insert(names.index(name), name, strings[name])
+    return out
 
 
 def transaction_features(tx: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.definitions import DAY, Aggregation, FeatureView, Kind
+from features.definitions import DAY, VIEWS, Aggregation, FeatureView, Kind
 from features.plan import VALUE_SCALE
 
 IntArray = npt.NDArray[np.int64]
@@ -28,6 +28,11 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ObjArray = npt.NDArray[np.object_]
 Column = tuple[IntArray, ObjArray]  # (codes, -1 when missing; the distinct values)
+
+
+_LAST_NAMES = frozenset(
+    f"{v.name}.{a.name}" for v in VIEWS for a in v.aggregations if a.kind is Kind.LAST
+)
 
 
 def bucket_of(ts: FloatArray, size: int) -> IntArray:
@@ -99,6 +104,7 @@ class _Groups:
     t: FloatArray
     recorded: BoolArray
     _buckets: dict[int, _Buckets] = field(default_factory=dict)
+    _starts: dict[tuple[int, int], IntArray] = field(default_factory=dict)
 
     @classmethod
     def build(cls, stream: Stream, codes: IntArray, n_groups: int) -> _Groups:
@@ -123,6 +129,13 @@ class _Groups:
                 raise OverflowError("time range too wide for the composite bucket key")
             self._buckets[size] = _Buckets(k, kmin, span, self.g * span + (k - kmin))
         return self._buckets[size]
+
+    def window_start(self, size: int, n: int) -> IntArray:
+        """Per row: the first row of its group in bucket >= its own bucket - n + 1."""
+        if (size, n) not in self._starts:
+            b = self.buckets(size)
+            self._starts[size, n] = b.first_at_least(b.k - n + 1, self.g)
+        return self._starts[size, n]
 
     def last_before(self, mask: BoolArray) -> IntArray:
         """Per row: the last earlier row of its group where ``mask`` holds, or -1."""
@@ -206,24 +219,21 @@ class _Out:
 
 def view_features(
     view: FeatureView, stream: Stream, labels: Labels | None
-) -> dict[str, npt.NDArray[np.generic]]:
-    """Every feature of ``view`` for every event (input row order), defaults where the entity
-    is missing or the view is past its TTL."""
+) -> tuple[IntArray, dict[str, npt.NDArray[np.generic]]]:
+    """Every feature of ``view`` for the events that have its entity: (their input row
+    numbers, feature name -> values in that order).  Other rows get the defaults (0.0; None
+    for last values, -1.0 for their age)."""
     codes, ids = stream.columns[view.entity.value]
     grp = _Groups.build(stream, codes, len(ids))
     raw = _view_raw(view, grp, labels, ids)
-    rows = stream.rows[grp.pos]
-    out: dict[str, npt.NDArray[np.generic]] = {}
-    for name in view.feature_names():
-        values = raw[name]
-        full: npt.NDArray[np.generic]
-        if values.dtype == object:
-            full = np.full(stream.size, None, dtype=object)
-        else:
-            full = np.full(stream.size, -1.0 if name.endswith("_age_s") else 0.0)
-        full[rows] = values
-        out[name] = full
-    return out
+    return stream.rows[grp.pos], raw
+
+
+def default_of(name: str) -> float | None:
+    """The value a feature reads as when its view is absent or expired."""
+    if name.endswith("_age_s"):
+        return -1.0
+    return None if name in _LAST_NAMES else 0.0
 
 
 def _view_raw(
@@ -246,8 +256,7 @@ def _view_raw(
             for w in agg.windows:
                 counts = np.zeros(m, dtype=np.int64)
                 if (vals >= 0).any():
-                    b = grp.buckets(w.bucket)
-                    lo = b.first_at_least(b.k - w.n + 1, grp.g)
+                    lo = grp.window_start(w.bucket, w.n)
                     counts = sliding_distinct(vals.tolist(), lo.tolist())
                 out.num(f"{name}_{w.name}", counts)
         else:
@@ -255,8 +264,7 @@ def _view_raw(
             prefix = _prefix(np.where(applies, delta, 0).astype(np.int64))
             scale = VALUE_SCALE.get(agg.value or "", 1.0)
             for w in agg.windows:
-                b = grp.buckets(w.bucket)
-                lo = b.first_at_least(b.k - w.n + 1, grp.g)
+                lo = grp.window_start(w.bucket, w.n)
                 out.num(f"{name}_{w.name}", prefix[here] - prefix[lo], scale)
     aggs = {a.name: a for a in view.aggregations}
     if "amount_sum" in aggs and "txn_count" in aggs:

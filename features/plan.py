@@ -1,14 +1,22 @@
 """Turn feature definitions into store operations: the one code path both backends execute.
 
-A *plan* is a flat list of operations.  Read operations run first (so a decision sees the state
-before its own event), then — unless the event id was seen before — the writes.  The Redis
-backend ships the whole plan to one Lua script (one round trip); the in-memory backend runs the
-same plan over dicts.  Key and field names are documented in ``features/KEYS.md``.
+A *plan* holds, for one event or read time, the read commands (plain ``HMGET``/``ZCOUNT``/
+``PFCOUNT``), how each feature is computed from their replies, and the write operations that a
+small Redis function applies — unless the event id was applied before.  The Redis backend sends
+reads and the write call in one ``MULTI``/``EXEC`` round trip, reads first, so a decision sees the
+state before its own event.  The in-memory backend executes the same plan over dicts.  Key and
+field names are documented in ``features/KEYS.md``.
+
+Counters are prefix sums per bucket size: a running total ``p|t``, the last written bucket
+``p|L`` and ``p|x`` = ``"w:s,w:s,…"``, the total ``s`` before each bucket ``w`` written within
+retention.  A window ``lo..hi`` is then ``before(hi + 1) - before(lo)``, where ``before(j)`` is
+the ``s`` of the first written bucket ``>= j`` (or the running total): one field per counter is
+read however many buckets a window spans, and writes never walk empty buckets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from features.definitions import (
@@ -20,7 +28,7 @@ from features.definitions import (
     Kind,
     LabelEvent,
     Source,
-    bucket,
+    Window,
     views_for,
 )
 
@@ -31,6 +39,10 @@ VALUE_SCALE = {"amount": 0.01}  # stored integer units -> feature units
 
 def view_key(view: FeatureView, entity_id: str) -> str:
     return f"{PREFIX}:v:{view.name}:{entity_id}"
+
+
+def zset_key(view: FeatureView, agg: str, entity_id: str) -> str:
+    return f"{PREFIX}:z:{view.name}:{agg}:{entity_id}"
 
 
 def hll_key(view: FeatureView, agg: str, k: int, entity_id: str) -> str:
@@ -53,18 +65,25 @@ def prefix(name: str, size: int) -> str:
 
 
 # --- operations -------------------------------------------------------------------------------
-# Reads:  ("S", key, prefix, k_from, k_to)   sum of integer fields prefix|k for k in range
-#         ("C", key1, key2, ...)             PFCOUNT over the keys (0 when none)
-#         ("L", key, name)                   last value and its timestamp (l|name, t|name)
-#         ("G", key, field)                  one raw field
-# Writes: ("I", key, field, delta)           HINCRBY
-#         ("T", key, prefix, k, keep, kw)    advance prefix's horizon to k, drop fields older than
-#                                            horizon-keep+1; skip the next I if kw is that old
-#         ("H", key, member, ttl_s)          PFADD and EXPIRE
-#         ("V", key, name, value, ts)        set last value if ts >= stored ts
-#         ("M", key, field, value)           field = max(field, value)
-#         ("E", key, ttl_s)                  EXPIRE
+# Reads (plain commands):  ("HMGET", key, field...) | ("ZCOUNT", key, min) | ("PFCOUNT", key...)
+# Writes (features/lua/plan.lua):
+#   ("W", key, ttl_s, n, item...)   n items on one hash: one HMGET, one HSET, HINCRBYs, EXPIRE
+#       "A", prefix, k, delta, keep   add delta to the counter in bucket k; keep `keep` buckets
+#       "V", name, value, ts          last value, if ts >= the stored one
+#       "M", field, value             field = max(field, value)
+#       "I", field, delta             HINCRBY
+#   ("Y", key, member, ts, cutoff, ttl_s)  sorted set: member last seen at ts; when it is new,
+#                                          drop members scored below `cutoff` ("(" + number)
+#   ("H", key, member, ttl_s)       PFADD and EXPIRE
 Op = tuple[str | int | float, ...]
+ITEM_ARGS = {"A": 4, "V": 3, "M": 2, "I": 2}
+
+
+# How one feature comes out of the read replies: (name, how, scale, read index, extra).
+# how: "gate" (a view's TTL check; extra = (now, ttl)), "window" (extra = (t, L, x field names,
+# lo, hi)), "last" (extra = (value field, time field, now)), "field" (extra = (field,)) or
+# "count" (the whole reply).  Hash reads are HGETALL, decoded once into a dict.
+Output = tuple[str, str, float, int, tuple[object, ...]]
 
 
 @dataclass
@@ -72,91 +91,169 @@ class Plan:
     dedupe_key: str | None = None
     reads: list[Op] = field(default_factory=list)
     writes: list[Op] = field(default_factory=list)
-    # one per read op: (feature name, how to decode, scale); "gate" rows carry (view, now, ttl)
-    outputs: list[tuple[str, str, float]] = field(default_factory=list)
-    gates: list[tuple[str, float, int]] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
 
 
-def _ttl(view: FeatureView) -> int:
+@dataclass(frozen=True, slots=True)
+class _Counter:
+    name: str  # feature name "view.agg_window"
+    prefix: str
+    window: Window
+    scale: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """Per view, everything the planner needs, computed once."""
+
+    counters: tuple[_Counter, ...]
+    # (value attr or None for counts, when, prefix, bucket, keep) per counter prefix
+    counter_writes: tuple[tuple[str | None, frozenset[str] | None, str, int, int], ...]
+    distinct: tuple[tuple[str, str, Window, bool], ...]  # (agg, value attr, window, approx)
+    distinct_keep: dict[str, int]
+    lasts: tuple[tuple[str, str, frozenset[str] | None], ...]
+    template: tuple[Output, ...]  # the view's hash outputs, lo/hi/now filled in per read
+
+
+_COMPILED: dict[str, _Compiled] = {}
+
+
+def compiled(view: FeatureView) -> _Compiled:
+    c = _COMPILED.get(view.name)
+    if c is None:
+        c = _COMPILED[view.name] = _compile_view(view)
+    return c
+
+
+def _compile_view(view: FeatureView) -> _Compiled:
+    counters: list[_Counter] = []
+    writes: list[tuple[str | None, frozenset[str] | None, str, int, int]] = []
+    distinct: list[tuple[str, str, Window, bool]] = []
+    lasts: list[tuple[str, str, frozenset[str] | None]] = []
+    keep_d: dict[str, int] = {}
+    for agg in view.aggregations:
+        if agg.kind is Kind.LAST:
+            lasts.append((agg.name, agg.value or "", agg.when))
+        elif agg.kind is Kind.DISTINCT:
+            for w in agg.windows:
+                distinct.append((agg.name, agg.value or "", w, agg.approx))
+                keep_d[agg.name] = max(keep_d.get(agg.name, 0), w.seconds + w.bucket)
+        else:
+            scale = VALUE_SCALE.get(agg.value or "", 1.0)
+            keep: dict[int, int] = {}
+            for w in agg.windows:
+                counters.append(
+                    _Counter(
+                        f"{view.name}.{agg.name}_{w.name}", prefix(agg.name, w.bucket), w, scale
+                    )
+                )
+                keep[w.bucket] = max(keep.get(w.bucket, 0), w.n)
+            value = None if agg.kind is Kind.COUNT else agg.value
+            writes += [
+                (value, agg.when, prefix(agg.name, size), size, n) for size, n in keep.items()
+            ]
+    template: list[Output] = [(view.name, "gate", 1.0, 0, ())]
+    template += [
+        (f"{view.name}.{name}", "last", 1.0, 0, (f"l|{name}".encode(), f"t|{name}".encode()))
+        for name, _v, _w in lasts
+    ]
+    template += [
+        (c.name, "window", c.scale, 0, (*_fields(c.prefix), c.window.bucket, c.window.n, 0))
+        for c in counters
+    ]
+    if view.delayed:
+        d = view.delayed
+        for n in d.days:
+            base = f"{view.name}.{d.name}_{n}d_delay{d.delay_days}d"
+            for suffix, p in (("count", prefix("dn", DAY)), ("frauds", prefix("df", DAY))):
+                template.append(
+                    (f"{base}_{suffix}", "window", 1.0, 0, (*_fields(p), DAY, n, d.delay_days))
+                )
+    if view.labels_known:
+        template.append((f"{view.name}.frauds_known", "field", 1.0, 0, (b"fk",)))
+    return _Compiled(
+        tuple(counters), tuple(writes), tuple(distinct), keep_d, tuple(lasts), tuple(template)
+    )
+
+
+def _fields(p: str) -> tuple[bytes, bytes, bytes]:
+    return f"{p}|t".encode(), f"{p}|L".encode(), f"{p}|x".encode()
+
+
+def memory_ttl(view: FeatureView) -> int:
     return view.ttl + DAY  # memory outlives the logical TTL a little; reads gate on event time
 
 
 def plan_reads(plan: Plan, view: FeatureView, entity_id: str, now: float) -> None:
-    key = view_key(view, entity_id)
-    plan.reads.append(("G", key, "_w"))
-    plan.outputs.append((view.name, "gate", 1.0))
-    plan.gates.append((view.name, now, view.ttl))
-    for agg in view.aggregations:
-        if agg.kind is Kind.LAST:
-            plan.reads.append(("L", key, agg.name))
-            plan.outputs.append((f"{view.name}.{agg.name}", "last", 1.0))
-            continue
-        scale = VALUE_SCALE.get(agg.value or "", 1.0)
-        for w in agg.windows:
-            k = bucket(now, w.bucket)
-            name = f"{view.name}.{agg.name}_{w.name}"
-            if agg.kind is Kind.DISTINCT:
-                keys = [hll_key(view, agg.name, b, entity_id) for b in range(k - w.n + 1, k + 1)]
-                plan.reads.append(("C", *keys))
-            else:
-                plan.reads.append(("S", key, prefix(agg.name, w.bucket), k - w.n + 1, k))
-            plan.outputs.append((name, "num", scale))
-    if view.delayed:
-        d = view.delayed
-        k = bucket(now, DAY)
-        for n in d.days:
-            lo, hi = k - d.delay_days - n + 1, k - d.delay_days
-            base = f"{view.name}.{d.name}_{n}d_delay{d.delay_days}d"
-            plan.reads.append(("S", key, prefix("dn", DAY), lo, hi))
-            plan.outputs.append((f"{base}_count", "num", 1.0))
-            plan.reads.append(("S", key, prefix("df", DAY), lo, hi))
-            plan.outputs.append((f"{base}_frauds", "num", 1.0))
-    if view.labels_known:
-        plan.reads.append(("G", key, "fk"))
-        plan.outputs.append((f"{view.name}.frauds_known", "num", 1.0))
+    c = compiled(view)
+    r = len(plan.reads)
+    plan.reads.append(("HGETALL", view_key(view, entity_id)))
+    out = plan.outputs
+    for name, how, scale, _r, extra in c.template:
+        if how == "window":
+            f_t, f_l, f_x, size, n, delay = extra
+            k = int(now // size) - delay  # type: ignore[operator]
+            out.append((name, how, scale, r, (f_t, f_l, f_x, k - n + 1, k)))  # type: ignore[operator]
+        elif how == "gate":
+            out.append((name, how, scale, r, (now, view.ttl)))
+        elif how == "last":
+            out.append((name, how, scale, r, (*extra, now)))
+        else:
+            out.append((name, how, scale, r, extra))
+    for agg, _value, w, approx in c.distinct:
+        k = int(now // w.bucket)
+        if approx:
+            keys = [hll_key(view, agg, b, entity_id) for b in range(k - w.n + 1, k + 1)]
+            plan.reads.append(("PFCOUNT", *keys))
+        else:
+            plan.reads.append(
+                ("ZCOUNT", zset_key(view, agg, entity_id), (k - w.n + 1) * w.bucket, "+inf")
+            )
+        out.append((f"{view.name}.{agg}_{w.name}", "count", 1.0, len(plan.reads) - 1, ()))
 
 
 def plan_writes(plan: Plan, view: FeatureView, event: FeatureEvent, entity_id: str) -> None:
-    key = view_key(view, entity_id)
-    ts = event.ts
-    for agg in view.aggregations:
-        if not agg.applies(event.type):
-            continue
-        if agg.kind is Kind.LAST:
-            value = event.attr(agg.value or "")
-            if value is not None:
-                plan.writes.append(("V", key, agg.name, value, ts))
-            continue
-        if agg.kind is Kind.DISTINCT:
-            member = event.attr(agg.value or "")
-            if member is None:
-                continue
-            for w in agg.windows:
-                k = bucket(ts, w.bucket)
-                ttl = int((k + 1) * w.bucket + w.seconds - ts) + 60
-                plan.writes.append(("H", hll_key(view, agg.name, k, entity_id), member, ttl))
-            continue
-        delta = 1 if agg.kind is Kind.COUNT else event.values.get(agg.value or "", 0)
-        for size, keep in _retention(agg.windows).items():
-            k = bucket(ts, size)
-            p = prefix(agg.name, size)
-            plan.writes.append(("T", key, p, k, keep, k))
-            if delta:
-                plan.writes.append(("I", key, f"{p}|{k}", delta))
+    c = compiled(view)
+    ts, kind = event.ts, event.type
+    items: list[str | int | float] = []
+    for name, value, when in c.lasts:
+        if when is None or kind in when:
+            v = event.attr(value)
+            if v is not None:
+                items += ("V", name, v, ts)
+    for counted, when, p, size, keep in c.counter_writes:
+        if when is None or kind in when:
+            delta = 1 if counted is None else event.values.get(counted, 0)
+            items += ("A", p, int(ts // size), delta, keep)
     if view.delayed:
-        k = bucket(ts, DAY)
-        plan.writes.append(("T", key, prefix("dn", DAY), k, view.delayed.span_days, k))
-        plan.writes.append(("I", key, f"{prefix('dn', DAY)}|{k}", 1))
-    plan.writes.append(("M", key, "_w", ts))
-    plan.writes.append(("E", key, _ttl(view)))
+        items += ("A", prefix("dn", DAY), int(ts // DAY), 1, view.delayed.span_days)
+    items += ("M", "_w", ts)
+    plan.writes.append(
+        ("W", view_key(view, entity_id), memory_ttl(view), count_items(items), *items)
+    )
+    done: set[str] = set()
+    for agg, value, w, approx in c.distinct:
+        member = event.attr(value)
+        if member is None:
+            continue
+        if approx:
+            k = int(ts // w.bucket)
+            ttl = int((k + 1) * w.bucket + w.seconds - ts) + 60
+            plan.writes.append(("H", hll_key(view, agg, k, entity_id), member, ttl))
+        elif agg not in done:
+            done.add(agg)
+            cutoff = f"({ts - c.distinct_keep[agg]!r}"
+            plan.writes.append(
+                ("Y", zset_key(view, agg, entity_id), member, ts, cutoff, memory_ttl(view))
+            )
 
 
-def _retention(windows: Iterable[object]) -> dict[int, int]:
-    keep: dict[int, int] = {}
-    for w in windows:
-        size, n = w.bucket, w.n  # type: ignore[attr-defined]
-        keep[size] = max(keep.get(size, 0), n)
-    return keep
+def count_items(items: Sequence[str | int | float]) -> int:
+    n = i = 0
+    while i < len(items):
+        i += 1 + ITEM_ARGS[str(items[i])]
+        n += 1
+    return n
 
 
 def entity_views(source: Source, entities: dict[Entity, str]) -> list[tuple[FeatureView, str]]:
@@ -187,50 +284,79 @@ def plan_label(label: LabelEvent) -> Plan:
     if not label.fraud:
         return plan
     for view, entity_id in entity_views(Source.TRANSACTION, label.entities):
-        key = view_key(view, entity_id)
-        touched = False
+        items: list[str | int | float] = []
         if view.delayed:
-            k_tx, k_now = bucket(label.tx_ts, DAY), bucket(label.reported_ts, DAY)
-            if k_tx > k_now - view.delayed.span_days:
-                span = view.delayed.span_days
-                plan.writes.append(("T", key, prefix("df", DAY), k_now, span, k_tx))
-                plan.writes.append(("I", key, f"{prefix('df', DAY)}|{k_tx}", 1))
-                touched = True
+            k_tx, k_now = int(label.tx_ts // DAY), int(label.reported_ts // DAY)
+            span = view.delayed.span_days
+            if k_tx > k_now - span:
+                items += ("A", prefix("df", DAY), k_tx, 1, span)
         if view.labels_known:
-            plan.writes.append(("I", key, "fk", 1))
-            touched = True
-        if touched:
-            plan.writes.append(("E", key, _ttl(view)))
+            items += ("I", "fk", 1)
+        if items:
+            plan.writes.append(
+                ("W", view_key(view, entity_id), memory_ttl(view), count_items(items), *items)
+            )
     return plan
 
 
+# --- decoding ---------------------------------------------------------------------------------
+def before(x: bytes | None, total: int, j: int) -> int:
+    """Counter total before bucket j: the snapshot of the first written bucket >= j."""
+    if x:
+        for part in x.split(b","):
+            w, _, s = part.partition(b":")
+            if int(w) >= j:
+                return int(s)
+    return total
+
+
+def window_sum(h: dict[bytes, bytes], f_t: bytes, f_l: bytes, f_x: bytes, lo: int, hi: int) -> int:
+    last = h.get(f_l)
+    if last is None or hi < lo:
+        return 0
+    total = int(h.get(f_t) or 0)
+    x = h.get(f_x)
+    upper = total if hi + 1 > int(last) else before(x, total, hi + 1)
+    return upper - before(x, total, lo)
+
+
 def decode(plan: Plan, results: Sequence[object]) -> FeatureValues:
-    """Read results -> feature values; a view whose last event is older than its TTL reads as
-    all defaults (0, or None for last values)."""
+    """Read replies -> feature values; a view whose last event is older than its TTL reads as
+    all defaults (0, or None for last values and -1 for their age).  ``results`` of None
+    (store unreachable) give every default."""
     out: FeatureValues = {}
-    gates = iter(plan.gates)
-    now, stale = 0.0, False
-    for (name, how, scale), raw in zip(plan.outputs, results, strict=True):
+    stale = False
+    hashes: dict[int, dict[bytes, bytes]] = {}
+    for name, how, scale, read, extra in plan.outputs:
+        reply = results[read]
+        if how == "count":
+            out[name] = 0.0 if stale or reply is None else float(reply) * scale  # type: ignore[arg-type]
+            continue
+        h = hashes.get(read)
+        if h is None:
+            h = hashes[read] = as_dict(reply)
         if how == "gate":
-            _view, now, ttl = next(gates)
-            stale = raw is None or now - _num(raw) > ttl
+            w = h.get(b"_w")
+            stale = w is None or float(extra[0]) - float(w) > float(extra[1])  # type: ignore[arg-type]
         elif how == "last":
-            pair: Sequence[object] = (None, None) if stale or not raw else raw  # type: ignore[assignment]
-            value, ts = pair[0], pair[1]
-            out[name] = value.decode() if isinstance(value, bytes) else _str(value)
-            out[f"{name}_age_s"] = -1.0 if ts is None else max(0.0, now - _num(ts))
+            value = ts = None
+            if not stale:
+                value, ts = h.get(extra[0]), h.get(extra[1])  # type: ignore[call-overload]
+            out[name] = value.decode() if value is not None else None
+            out[f"{name}_age_s"] = -1.0 if ts is None else max(0.0, float(extra[2]) - float(ts))  # type: ignore[arg-type]
+        elif stale:
+            out[name] = 0.0
+        elif how == "window":
+            out[name] = window_sum(h, *extra) * scale  # type: ignore[arg-type]
         else:
-            out[name] = 0.0 if stale else _num(raw) * scale
+            out[name] = float(h.get(extra[0]) or 0) * scale  # type: ignore[call-overload]
     return out
 
 
-def _str(raw: object) -> str | None:
-    return None if raw is None else str(raw)
-
-
-def _num(raw: object) -> float:
-    if raw is None:
-        return 0.0
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    return float(raw)  # type: ignore[arg-type]
+def as_dict(reply: object) -> dict[bytes, bytes]:
+    if not reply:
+        return {}
+    if isinstance(reply, dict):
+        return reply
+    flat = list(reply)  # type: ignore[call-overload]
+    return dict(zip(flat[::2], flat[1::2], strict=True))

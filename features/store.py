@@ -23,7 +23,7 @@ from features.definitions import (
     derive,
     views_of,
 )
-from features.plan import Plan, decode, plan_event, plan_label, plan_read
+from features.plan import Plan, as_dict, decode, plan_event, plan_label, plan_read
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,10 @@ class FeatureStore:
             return {"degraded": True, "views": {}}
         values = decode(plan, results)
         out: dict[str, object] = {}
-        gate_results = [
-            r for (name, how, _), r in zip(plan.outputs, results, strict=True) if how == "gate"
-        ]
-        for view, last in zip(views, gate_results, strict=True):
-            last_write = None if last is None else float(last)  # type: ignore[arg-type]
+        reads = [o[3] for o in plan.outputs if o[1] == "gate"]
+        for view, read in zip(views, reads, strict=True):
+            last = as_dict(results[read]).get(b"_w")
+            last_write = None if last is None else float(last)
             out[view.name] = {
                 "updated_at": last_write,
                 "ttl_s": view.ttl,

@@ -1,98 +1,122 @@
--- Executes one feature plan (see features/plan.py): reads first, then writes unless the
--- event id was seen before. ARGV: dedupe_key|"", seen_ttl, n_reads, n_writes, ops...
-local argv = ARGV
-local dedupe, seen_ttl = argv[1], tonumber(argv[2])
-local n_reads, n_writes = tonumber(argv[3]), tonumber(argv[4])
-local i = 5
-local out = {}
+-- The online store's write function (see features/plan.py and features/KEYS.md), loaded once
+-- as a library with FUNCTION LOAD.  ARGV: dedupe key or "", seen_ttl, n_ops, ops...
+-- Returns 1 when the dedupe key shows the event was applied before (nothing is written).
+-- Work here is kept to string moves and native commands: Lua's number formatting is slow.
 
-local function sum_range(key, p, lo, hi)
-  if hi < lo then return 0 end
-  local fields = {}
-  for k = lo, hi do fields[#fields + 1] = p .. '|' .. k end
-  local s = 0
-  for _, v in ipairs(redis.call('HMGET', key, unpack(fields))) do
-    if v then s = s + tonumber(v) end
+local function trim(x, keep_after)
+  -- drop leading "w:s" pairs with w <= keep_after
+  local pos = 1
+  while pos do
+    local w = tonumber(string.match(x, '^(%-?%d+):', pos))
+    if w > keep_after then return string.sub(x, pos) .. ',' end
+    pos = string.find(x, ',', pos, true)
+    if pos then pos = pos + 1 end
   end
-  return s
+  return ''
 end
 
-for _ = 1, n_reads do
-  local op = argv[i]
-  if op == 'S' then
-    out[#out + 1] = sum_range(argv[i + 1], argv[i + 2], tonumber(argv[i + 3]), tonumber(argv[i + 4]))
-    i = i + 5
-  elseif op == 'C' then
-    local n = tonumber(argv[i + 1])
-    local keys = {}
-    for j = 1, n do keys[j] = argv[i + 1 + j] end
-    if n > 0 then out[#out + 1] = redis.call('PFCOUNT', unpack(keys)) else out[#out + 1] = 0 end
-    i = i + 2 + n
-  elseif op == 'L' then
-    out[#out + 1] = redis.call('HMGET', argv[i + 1], 'l|' .. argv[i + 2], 't|' .. argv[i + 2])
-    i = i + 3
-  elseif op == 'G' then
-    out[#out + 1] = redis.call('HGET', argv[i + 1], argv[i + 2])
-    i = i + 3
-  else
-    return redis.error_reply('bad read op ' .. tostring(op))
-  end
-end
-
-local dup = 0
-if dedupe ~= '' then
-  if not redis.call('SET', dedupe, '1', 'NX', 'EX', seen_ttl) then dup = 1 end
-end
-
-local skip = false
-for _ = 1, n_writes do
-  local op = argv[i]
-  if op == 'I' then
-    if dup == 0 and not skip then redis.call('HINCRBY', argv[i + 1], argv[i + 2], argv[i + 3]) end
-    skip = false
-    i = i + 4
-  elseif op == 'T' then
-    -- advance the retention horizon of a prefix to k; drop fields that fell out; a following
-    -- I for a bucket already out of retention is skipped
-    local key, p, k, keep, kw = argv[i + 1], argv[i + 2], tonumber(argv[i + 3]), tonumber(argv[i + 4]), tonumber(argv[i + 5])
-    if dup == 0 then
-      local last = tonumber(redis.call('HGET', key, '_k|' .. p))
-      local horizon = k
-      if last and last > k then horizon = last end
-      if last and k > last then
-        local lo, hi = math.max(last - keep + 1, k - 2 * keep + 1), k - keep
-        local fields = {}
-        for x = lo, hi do fields[#fields + 1] = p .. '|' .. x end
-        if #fields > 0 then redis.call('HDEL', key, unpack(fields)) end
-      end
-      if not last or k > last then redis.call('HSET', key, '_k|' .. p, k) end
-      skip = kw <= horizon - keep
+local function late(x, k, d)
+  -- a late event in bucket k: record k if new; every later bucket's total includes it
+  local parts, placed = {}, false
+  for ws, vs in string.gmatch(x, '(%-?%d+):(%-?%d+)') do
+    local w, s = tonumber(ws), tonumber(vs)
+    if not placed and w >= k then
+      if w > k then parts[#parts + 1] = k .. ':' .. s end
+      placed = true
     end
-    i = i + 6
-  elseif op == 'H' then
-    if dup == 0 then
+    if w > k then parts[#parts + 1] = ws .. ':' .. (s + d) else parts[#parts + 1] = ws .. ':' .. vs end
+  end
+  return table.concat(parts, ',')
+end
+
+local function write_hash(key, ttl, argv, a, n)
+  local fields, idx, items = {}, {}, {}
+  local function want(f)
+    if not idx[f] then fields[#fields + 1] = f; idx[f] = #fields end
+  end
+  for _ = 1, n do
+    local kind = argv[a]
+    if kind == 'A' then
+      local p = argv[a + 1]
+      want(p .. '|t'); want(p .. '|x'); want(p .. '|L')
+      items[#items + 1] = {kind, p, argv[a + 2], argv[a + 3], tonumber(argv[a + 4])}
+      a = a + 5
+    elseif kind == 'V' then
+      want('t|' .. argv[a + 1])
+      items[#items + 1] = {kind, argv[a + 1], argv[a + 2], argv[a + 3]}
+      a = a + 4
+    elseif kind == 'M' then
+      want(argv[a + 1])
+      items[#items + 1] = {kind, argv[a + 1], argv[a + 2]}
+      a = a + 3
+    else -- 'I'
+      items[#items + 1] = {kind, argv[a + 1], argv[a + 2]}
+      a = a + 3
+    end
+  end
+  local cur = {}
+  if #fields > 0 then
+    local v = redis.call('HMGET', key, unpack(fields))
+    for f, j in pairs(idx) do cur[f] = v[j] end
+  end
+  local set, incr = {}, {}
+  local function put(f, value) cur[f] = value; set[#set + 1] = f; set[#set + 1] = value end
+  for _, it in ipairs(items) do
+    local kind = it[1]
+    if kind == 'A' then
+      local p, ks, d, keep = it[2], it[3], it[4], it[5]
+      local k, last, x = tonumber(ks), tonumber(cur[p .. '|L']), cur[p .. '|x']
+      local t = cur[p .. '|t'] or '0'
+      if not last or k > last then
+        local kept = x and trim(x, k - keep) or ''
+        put(p .. '|x', kept .. ks .. ':' .. t)
+        put(p .. '|L', ks)
+        put(p .. '|t', tonumber(t) + tonumber(d))
+      elseif k == last then
+        put(p .. '|t', tonumber(t) + tonumber(d))
+      elseif k > last - keep then
+        put(p .. '|x', late(x, k, tonumber(d)))
+        put(p .. '|t', tonumber(t) + tonumber(d))
+      end
+    elseif kind == 'V' then
+      local old = tonumber(cur['t|' .. it[2]])
+      if not old or tonumber(it[4]) >= old then put('l|' .. it[2], it[3]); put('t|' .. it[2], it[4]) end
+    elseif kind == 'M' then
+      local old = tonumber(cur[it[2]])
+      if not old or tonumber(it[3]) > old then put(it[2], it[3]) end
+    else
+      incr[#incr + 1] = {it[2], it[3]}
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  for _, inc in ipairs(incr) do redis.call('HINCRBY', key, inc[1], inc[2]) end
+  redis.call('EXPIRE', key, ttl)
+  return a
+end
+
+local function apply(_keys, argv)
+  local dedupe, seen_ttl = argv[1], argv[2]
+  if dedupe ~= '' and not redis.call('SET', dedupe, '1', 'NX', 'EX', seen_ttl) then return 1 end
+  local i = 4
+  for _ = 1, tonumber(argv[3]) do
+    local op = argv[i]
+    if op == 'W' then
+      i = write_hash(argv[i + 1], argv[i + 2], argv, i + 4, tonumber(argv[i + 3]))
+    elseif op == 'Y' then
+      if redis.call('ZADD', argv[i + 1], 'GT', argv[i + 3], argv[i + 2]) > 0 then
+        redis.call('ZREMRANGEBYSCORE', argv[i + 1], '-inf', argv[i + 4])
+      end
+      redis.call('EXPIRE', argv[i + 1], argv[i + 5])
+      i = i + 6
+    elseif op == 'H' then
       redis.call('PFADD', argv[i + 1], argv[i + 2])
       redis.call('EXPIRE', argv[i + 1], argv[i + 3])
+      i = i + 4
+    else
+      return redis.error_reply('bad op ' .. tostring(op))
     end
-    i = i + 4
-  elseif op == 'V' then
-    if dup == 0 then
-      local key, name, ts = argv[i + 1], argv[i + 2], tonumber(argv[i + 4])
-      local cur = tonumber(redis.call('HGET', key, 't|' .. name))
-      if not cur or ts >= cur then redis.call('HSET', key, 'l|' .. name, argv[i + 3], 't|' .. name, argv[i + 4]) end
-    end
-    i = i + 5
-  elseif op == 'M' then
-    if dup == 0 then
-      local cur = tonumber(redis.call('HGET', argv[i + 1], argv[i + 2]))
-      if not cur or tonumber(argv[i + 3]) > cur then redis.call('HSET', argv[i + 1], argv[i + 2], argv[i + 3]) end
-    end
-    i = i + 4
-  elseif op == 'E' then
-    if dup == 0 then redis.call('EXPIRE', argv[i + 1], argv[i + 2]) end
-    i = i + 3
-  else
-    return redis.error_reply('bad write op ' .. tostring(op))
   end
+  return 0
 end
-return {dup, out}
+
+redis.register_function(FUNCTION_NAME, apply)

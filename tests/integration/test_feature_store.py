@@ -31,8 +31,14 @@ from features.store import FeatureStore
 pytestmark = pytest.mark.integration
 URL = os.environ.get("CARTWISE_TEST_REDIS_URL_STORE", "redis://127.0.0.1:6379/12")
 T0 = 1_700_000_000.0
-ALL = {Entity.CUSTOMER: "c1", Entity.CARD: "k1", Entity.DEVICE: "d1", Entity.IP: "10.0.0.1",
-       Entity.EMAIL: "a@example.com", Entity.MERCHANT: "m1"}
+ALL = {
+    Entity.CUSTOMER: "c1",
+    Entity.CARD: "k1",
+    Entity.DEVICE: "d1",
+    Entity.IP: "10.0.0.1",
+    Entity.EMAIL: "a@example.com",
+    Entity.MERCHANT: "m1",
+}
 
 
 @pytest.fixture
@@ -51,8 +57,15 @@ def store(client: redis.Redis) -> FeatureStore:
 
 def tx(event_id: str, ts: float, amount_cents: int = 1000, **entities: str) -> FeatureEvent:
     ents = dict(ALL) | {Entity(k): v for k, v in entities.items()}
-    return FeatureEvent(event_id, Source.TRANSACTION, "payment", ts, ents,
-                        {"amount": amount_cents}, {"shipping_country": "DE"})
+    return FeatureEvent(
+        event_id,
+        Source.TRANSACTION,
+        "payment",
+        ts,
+        ents,
+        {"amount": amount_cents},
+        {"shipping_country": "DE"},
+    )
 
 
 class CountingConnection(redis.Connection):
@@ -109,14 +122,16 @@ def test_view_ttl_is_enforced_per_view(store: FeatureStore) -> None:
     assert gone["customer_txn.last_txn_age_s"] == -1.0
 
 
-def test_redis_expires_view_and_hll_keys(store: FeatureStore, client: redis.Redis) -> None:
+def test_redis_expires_view_zset_and_hll_keys(store: FeatureStore, client: redis.Redis) -> None:
     now = time.time()
     store.record([tx("x", now)])
     view_ttl = client.ttl("cw:v:customer_txn:c1")
     assert VIEWS_BY_NAME["customer_txn"].ttl < view_ttl <= VIEWS_BY_NAME["customer_txn"].ttl + DAY
-    hll = client.keys("cw:h:customer_txn:cards:*:c1")
-    assert hll
-    assert all(0 < client.ttl(k) <= 8 * DAY for k in hll)
+    assert client.type("cw:z:customer_txn:cards:c1") == b"zset"
+    assert 0 < client.ttl("cw:z:customer_txn:cards:c1") <= VIEWS_BY_NAME["customer_txn"].ttl + DAY
+    hll = client.keys("cw:h:ip_txn:cards:*:10.0.0.1")  # approximate distinct counts
+    assert len(hll) == 1
+    assert 0 < client.ttl(hll[0]) <= 3600 + 600 + 60
     assert 0 < client.ttl("cw:seen:x") <= 7 * DAY
 
 
@@ -128,9 +143,12 @@ def test_windows_slide_and_old_buckets_are_trimmed(
     values = store.read(ALL, now=T0 + 39 * DAY + 1).values
     assert values["customer_txn.txn_count_30d"] == 30.0
     assert values["customer_txn.txn_count_7d"] == 7.0  # 28 six-hour buckets cover 7 days
-    fields = client.hkeys("cw:v:customer_txn:c1")
-    day_fields = [f for f in fields if f.startswith(b"txn_count@86400|")]
-    assert len(day_fields) == 30
+    written = client.hget("cw:v:customer_txn:c1", "txn_count@86400|x").split(b",")
+    assert len(written) == 30  # only the buckets a 30-day window can still need
+    assert client.hget("cw:v:customer_txn:c1", "txn_count@86400|t") == b"40"
+    assert len(client.hget("cw:v:customer_txn:c1", "txn_count@60|x").split(b",")) == 1
+    members = client.zrange("cw:z:customer_txn:cards:c1", 0, -1)
+    assert members == [b"k1"]
 
 
 def test_label_delayed_ratio_counts_labels_known_by_then(store: FeatureStore) -> None:
@@ -159,8 +177,19 @@ def test_unreachable_redis_degrades_instead_of_raising() -> None:
 
     port = _free_port()
     server = subprocess.Popen(  # a server of this test's own, on its own port
-        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        [
+            str(get_binary_path()),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         url = f"redis://127.0.0.1:{port}/0"
         for _ in range(100):
@@ -201,7 +230,9 @@ def test_blackholed_redis_times_out_fast() -> None:
 
 
 @pytest.fixture
-def commerce(tmp_path, store: FeatureStore) -> Iterator[tuple[Catalog, Orders, Interactions, Database]]:
+def commerce(
+    tmp_path, store: FeatureStore
+) -> Iterator[tuple[Catalog, Orders, Interactions, Database]]:
     db = Database(f"sqlite:///{tmp_path}/c.db")
     db.migrate()
     bus = MessageBus()
@@ -217,28 +248,54 @@ def test_domain_events_feed_the_store_and_rebuild_restores_it(
     catalog.create_customer(id="c1", email="c1@example.com", country="DE")
     catalog.create_merchant(id="m1", name="M1")
     catalog.create_warehouse(id="w1", name="W1", country="DE")
-    catalog.create_product(sku="S1", title="s", category="shoes", list_price=Decimal("10"),
-                           currency="EUR")
+    catalog.create_product(
+        sku="S1", title="s", category="shoes", list_price=Decimal("10"), currency="EUR"
+    )
     catalog.set_stock("w1", "S1", 10)
     assert store.available(["S1"]) == ({"S1": 10}, False)
     now = datetime.now(UTC)
-    recorded = interactions.record([
-        InteractionRequest(f"v{i}", "view", now - timedelta(minutes=5 - i), customer_id="c1",
-                           session_id="s1", sku="S1") for i in range(3)
-    ])
+    recorded = interactions.record(
+        [
+            InteractionRequest(
+                f"v{i}",
+                "view",
+                now - timedelta(minutes=5 - i),
+                customer_id="c1",
+                session_id="s1",
+                sku="S1",
+            )
+            for i in range(3)
+        ]
+    )
     assert len(recorded.accepted) == 3
-    assert interactions.record([InteractionRequest("v0", "view", now, customer_id="c1",
-                                                   sku="S1")]).duplicates == 1
-    placed = orders.place(OrderRequest("c1", "EUR", [LineRequest("S1", 2)], merchant_id="m1",
-                                       shipping_country="DE"))
+    assert (
+        interactions.record(
+            [InteractionRequest("v0", "view", now, customer_id="c1", sku="S1")]
+        ).duplicates
+        == 1
+    )
+    placed = orders.place(
+        OrderRequest("c1", "EUR", [LineRequest("S1", 2)], merchant_id="m1", shipping_country="DE")
+    )
     assert store.available(["S1"]) == ({"S1": 8}, False)
-    orders.transition(placed.order.id, OrderAction.PAY, payment=PaymentRequest(
-        card=CardInfo(fingerprint="fp1"), device_id="dev1", ip="10.1.1.1"))
+    orders.transition(
+        placed.order.id,
+        OrderAction.PAY,
+        payment=PaymentRequest(card=CardInfo(fingerprint="fp1"), device_id="dev1", ip="10.1.1.1"),
+    )
     orders.file_chargeback(placed.order.id)
 
-    entities = {Entity.CUSTOMER: "c1", Entity.SKU: "S1", Entity.CATEGORY: "shoes",
-                Entity.SESSION: "s1", Entity.CARD: "fp1", Entity.MERCHANT: "m1",
-                Entity.DEVICE: "dev1", Entity.IP: "10.1.1.1", Entity.EMAIL: "c1@example.com"}
+    entities = {
+        Entity.CUSTOMER: "c1",
+        Entity.SKU: "S1",
+        Entity.CATEGORY: "shoes",
+        Entity.SESSION: "s1",
+        Entity.CARD: "fp1",
+        Entity.MERCHANT: "m1",
+        Entity.DEVICE: "dev1",
+        Entity.IP: "10.1.1.1",
+        Entity.EMAIL: "c1@example.com",
+    }
     at = time.time()
     live = store.read(entities, now=at).values
     assert live["sku_activity.views_1h"] == 3.0
@@ -254,3 +311,17 @@ def test_domain_events_feed_the_store_and_rebuild_restores_it(
     assert summary.counts["payments"] == 1
     assert store.read(entities, now=at).values == live
     assert store.available(["S1"]) == ({"S1": 8}, False)
+
+
+def test_late_events_land_in_their_bucket(store: FeatureStore) -> None:
+    """Out-of-order arrival: a late event counts in the windows that cover its time."""
+    store.record([tx("a", T0 + 2 * DAY), tx("b", T0 + 3 * DAY)])
+    store.record([tx("late", T0 + 1 * DAY, 500)])
+    values = store.read(ALL, now=T0 + 3 * DAY + 1).values
+    assert values["customer_txn.txn_count_7d"] == 3.0
+    assert values["customer_txn.amount_sum_7d"] == pytest.approx(25.0)
+    assert values["customer_txn.txn_count_1d"] == 1.0
+    assert values["customer_txn.last_txn_age_s"] == pytest.approx(1.0)
+    old = store.record([tx("too-late", T0 - 40 * DAY)])  # older than any window keeps
+    assert old.accepted == 1
+    assert store.read(ALL, now=T0 + 3 * DAY + 1).values["customer_txn.txn_count_30d"] == 3.0

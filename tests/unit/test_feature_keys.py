@@ -4,60 +4,108 @@ from __future__ import annotations
 
 import pytest
 
+from features.backends import encode_writes
 from features.definitions import VIEWS_BY_NAME, Entity, FeatureEvent, LabelEvent, Source
 from features.plan import (
     STOCK_TOTAL_KEY,
+    Op,
     hll_key,
     plan_event,
     plan_label,
     seen_key,
     stock_key,
     view_key,
+    zset_key,
 )
 
 pytestmark = pytest.mark.unit
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
+def contains(op: Op, *run: object) -> bool:
+    items = list(op)
+    return any(items[i : i + len(run)] == list(run) for i in range(len(items)))
+
+
 def test_exact_key_names() -> None:
     customer = VIEWS_BY_NAME["customer_txn"]
     assert view_key(customer, "cus_1") == "cw:v:customer_txn:cus_1"
     assert view_key(customer, "a:b") == "cw:v:customer_txn:a:b"
-    assert hll_key(customer, "cards", 19675, "cus_1") == "cw:h:customer_txn:cards:19675:cus_1"
+    assert zset_key(customer, "cards", "cus_1") == "cw:z:customer_txn:cards:cus_1"
+    ip = VIEWS_BY_NAME["ip_txn"]
+    assert hll_key(ip, "cards", 2833333, "10.0.0.1") == "cw:h:ip_txn:cards:2833333:10.0.0.1"
     assert seen_key("ev-1") == "cw:seen:ev-1"
     assert stock_key("SKU-1") == "cw:stock:SKU-1"
     assert STOCK_TOTAL_KEY == "cw:stock:available"
 
 
 def test_transaction_plan_reads_then_writes_exact_fields() -> None:
-    event = FeatureEvent("tx1", Source.TRANSACTION, "payment", T0,
-                         {Entity.CUSTOMER: "c1"}, {"amount": 1250}, {"shipping_country": "DE"})
+    event = FeatureEvent(
+        "tx1",
+        Source.TRANSACTION,
+        "payment",
+        T0,
+        {Entity.CUSTOMER: "c1"},
+        {"amount": 1250},
+        {"shipping_country": "DE"},
+    )
     plan = plan_event(event, read=True, record=True)
     assert plan.dedupe_key == "cw:seen:tx1"
     key = "cw:v:customer_txn:c1"
-    assert ("G", key, "_w") in plan.reads
-    # 1 h window: twelve 5-minute buckets ending with the current one
-    k5 = int(T0 // 300)
-    assert ("S", key, "txn_count@300", k5 - 11, k5) in plan.reads
     k_day = int(T0 // 86400)
-    assert ("S", key, "amount_sum@86400", k_day - 29, k_day) in plan.reads
-    assert ("I", key, f"amount_sum@86400|{k_day}", 1250) in plan.writes
-    assert ("T", key, "amount_sum@86400", k_day, 30, k_day) in plan.writes
-    assert ("V", key, "last_txn", "DE", T0) in plan.writes
-    assert plan.writes[-2:] == [("M", key, "_w", T0), ("E", key, 31 * 86400 + 86400)]
-    # only views whose entity is present are touched
-    assert all("customer" in str(op[1]) for op in plan.reads + plan.writes)
+    assert plan.reads == [
+        ("HGETALL", key),
+        ("ZCOUNT", "cw:z:customer_txn:cards:c1", (int(T0 // 14400) - 5) * 14400, "+inf"),
+        ("ZCOUNT", "cw:z:customer_txn:cards:c1", (k_day - 6) * 86400, "+inf"),
+        ("ZCOUNT", "cw:z:customer_txn:devices:c1", (k_day - 6) * 86400, "+inf"),
+        ("ZCOUNT", "cw:z:customer_txn:ips:c1", (int(T0 // 14400) - 5) * 14400, "+inf"),
+    ]
+    k5 = int(T0 // 300)  # 1 h window: twelve 5-minute buckets ending with the current one
+    windows = {o[0]: o[4] for o in plan.outputs if o[1] == "window"}
+    assert windows["customer_txn.txn_count_1h"] == (
+        b"txn_count@300|t",
+        b"txn_count@300|L",
+        b"txn_count@300|x",
+        k5 - 11,
+        k5,
+    )
+    assert windows["customer_txn.amount_sum_30d"][3:] == (k_day - 29, k_day)
+    write = plan.writes[0]
+    assert write[:3] == ("W", key, 31 * 86400 + 86400)
+    assert contains(write, "A", "amount_sum@86400", k_day, 1250, 30)
+    assert contains(write, "V", "last_txn", "DE", T0)
+    assert contains(write, "M", "_w", T0)
+    assert ("Y", "cw:z:customer_txn:cards:c1") not in [op[:2] for op in plan.writes]
+
+
+def test_write_arguments_are_flat() -> None:
+    event = FeatureEvent(
+        "tx2",
+        Source.TRANSACTION,
+        "payment",
+        T0,
+        {Entity.CUSTOMER: "c1", Entity.CARD: "k1"},
+        {"amount": 99},
+        {},
+    )
+    plan = plan_event(event, read=False, record=True)
+    args = encode_writes(plan)
+    assert args[:3] == ["cw:seen:tx2", 7 * 86400, len(plan.writes)]
+    assert plan.writes[1][:4] == ("Y", "cw:z:customer_txn:cards:c1", "k1", T0)
+    assert plan.writes[1][4] == f"({T0 - (7 * 86400 + 86400)!r}"
 
 
 def test_label_plan_counts_by_transaction_day() -> None:
     tx_ts, reported = T0, T0 + 10 * 86400
-    plan = plan_label(LabelEvent("cb1", tx_ts, reported, {Entity.MERCHANT: "m1",
-                                                          Entity.CARD: "k1"}))
+    plan = plan_label(
+        LabelEvent("cb1", tx_ts, reported, {Entity.MERCHANT: "m1", Entity.CARD: "k1"})
+    )
     assert plan.dedupe_key == "cw:seen:label:cb1"
-    k_tx, k_rep = int(tx_ts // 86400), int(reported // 86400)
-    assert ("I", "cw:v:merchant_txn:m1", f"df@86400|{k_tx}", 1) in plan.writes
-    assert ("T", "cw:v:merchant_txn:m1", "df@86400", k_rep, 37, k_tx) in plan.writes
-    assert ("I", "cw:v:card_txn:k1", "fk", 1) in plan.writes
+    k_tx = int(tx_ts // 86400)
+    merchant = next(op for op in plan.writes if op[1] == "cw:v:merchant_txn:m1")
+    assert contains(merchant, "A", "df@86400", k_tx, 1, 37)
+    card = next(op for op in plan.writes if op[1] == "cw:v:card_txn:k1")
+    assert contains(card, "I", "fk", 1)
     assert not plan.reads
 
 
@@ -67,9 +115,16 @@ def test_label_older_than_retention_is_ignored() -> None:
 
 
 def test_interaction_plan_filters_by_event_type() -> None:
-    view = FeatureEvent("e1", Source.INTERACTION, "view", T0,
-                        {Entity.SKU: "S1", Entity.CUSTOMER: "c1"}, {"qty": 1}, {"sku": "S1"})
-    fields = [op[2] for op in plan_event(view, read=False, record=True).writes if op[0] == "I"]
-    k1h = int(T0 // 300)
-    assert f"views@300|{k1h}" in fields
-    assert not any(str(f).startswith(("carts@", "units_sold@")) for f in fields)
+    view = FeatureEvent(
+        "e1",
+        Source.INTERACTION,
+        "view",
+        T0,
+        {Entity.SKU: "S1", Entity.CUSTOMER: "c1"},
+        {"qty": 1},
+        {"sku": "S1"},
+    )
+    writes = plan_event(view, read=False, record=True).writes
+    sku_block = next(op for op in writes if op[1] == "cw:v:sku_activity:S1")
+    assert contains(sku_block, "A", "views@300", int(T0 // 300))
+    assert not any(contains(sku_block, "A", p) for p in ("carts@86400", "units_sold@3600"))

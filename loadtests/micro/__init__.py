@@ -1,0 +1,1 @@
+"""In-process micro-benchmarks of project parts on real components."""

@@ -1,0 +1,162 @@
+"""Online feature store on loopback Redis: one decision's read + record, batch ingestion,
+memory per active customer.
+
+    python -m loadtests.micro.bench_features [--redis redis://127.0.0.1:6379/11] [--calls 10000]
+
+Uses its own Redis database (default 11) and clears the ``cw:`` keys in it first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import redis
+
+from features.backends import RedisBackend
+from features.definitions import DAY, Entity, FeatureEvent, Source
+from features.store import FeatureStore
+from loadtests.micro.report import percentiles, write
+
+
+class CountingConnection(redis.Connection):
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        CountingConnection.sent += 1
+        return super().send_packed_command(command, check_health)
+
+
+def transaction(rng: np.random.Generator, i: int, ts: float, customers: int) -> FeatureEvent:
+    c = int(rng.zipf(1.3)) % customers
+    return FeatureEvent(
+        event_id=f"bench-tx-{i}",
+        source=Source.TRANSACTION,
+        type="payment",
+        ts=ts,
+        entities={
+            Entity.CUSTOMER: f"c{c}",
+            Entity.CARD: f"card{c}-{int(rng.integers(2))}",
+            Entity.DEVICE: f"dev{c}",
+            Entity.IP: f"10.{c % 250}.{c % 7}.1",
+            Entity.EMAIL: f"c{c}@example.com",
+            Entity.MERCHANT: f"m{int(rng.integers(200))}",
+        },
+        values={"amount": int(rng.lognormal(8, 1))},
+        attrs={"shipping_country": "DE"},
+    )
+
+
+def interaction(rng: np.random.Generator, i: int, ts: float, customers: int) -> FeatureEvent:
+    c, sku = int(rng.integers(customers)), int(rng.zipf(1.2)) % 50_000
+    return FeatureEvent(
+        event_id=f"bench-ev-{i}",
+        source=Source.INTERACTION,
+        type=str(rng.choice(["view", "view", "view", "add_to_cart", "search"])),
+        ts=ts,
+        entities={
+            Entity.CUSTOMER: f"c{c}",
+            Entity.SKU: f"S{sku}",
+            Entity.CATEGORY: f"k{sku % 40}",
+            Entity.SESSION: f"s{c}-{int(ts // 1800)}",
+        },
+        values={"qty": 1},
+        attrs={"sku": f"S{sku}"},
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/11")
+    ap.add_argument("--calls", type=int, default=10_000)
+    ap.add_argument("--history", type=int, default=200_000, help="events preloaded (ingestion)")
+    ap.add_argument("--customers", type=int, default=20_000)
+    args = ap.parse_args()
+    rng = np.random.default_rng(7)
+
+    pool = redis.ConnectionPool.from_url(
+        args.redis, connection_class=CountingConnection, socket_timeout=5
+    )
+    client = redis.Redis(connection_pool=pool)
+    store = FeatureStore(RedisBackend(client), batch_size=500)
+    store.clear()
+
+    # --- batch ingestion (pipelined) : 30 days of history ------------------------------------
+    now = time.time()
+    start = now - 30 * DAY
+    step = 30 * DAY / args.history
+    events = [
+        (transaction if i % 4 == 0 else interaction)(rng, i, start + i * step, args.customers)
+        for i in range(args.history)
+    ]
+    t0 = time.perf_counter()
+    result = store.record(events)
+    ingest_s = time.perf_counter() - t0
+    ingestion = {
+        "events": len(events),
+        "seconds": ingest_s,
+        "events_per_s": len(events) / ingest_s,
+        "accepted": result.accepted,
+        "batch": store.batch_size,
+    }
+    print(
+        f"ingestion: {len(events):,} events in {ingest_s:.2f}s = "
+        f"{len(events) / ingest_s:,.0f} events/s (pipelined, {store.batch_size} per round trip)"
+    )
+
+    # --- one decision: read every feature of 6 entities + record, one round trip -------------
+    for i in range(200):  # warm the script cache and connections
+        store.decide(transaction(rng, 10_000_000 + i, now, args.customers))
+    samples = np.empty(args.calls)
+    CountingConnection.sent = 0
+    for i in range(args.calls):
+        ev = transaction(rng, 20_000_000 + i, now + i * 0.01, args.customers)
+        t = time.perf_counter()
+        store.decide(ev)
+        samples[i] = time.perf_counter() - t
+    trips = CountingConnection.sent / args.calls
+    decide = percentiles(samples)
+    n_features = len(store.decide(transaction(rng, 1, now, args.customers)).values)
+    print(
+        f"decision read+record ({n_features} features, 6 entities): "
+        f"p50 {decide['p50_ms']:.3f} ms, p99 {decide['p99_ms']:.3f} ms, "
+        f"p99.9 {decide['p999_ms']:.3f} ms; round trips per decision: {trips:.2f}"
+    )
+
+    # --- memory per active customer ----------------------------------------------------------
+    sizes = []
+    for c in range(0, 200):
+        keys = [f"cw:v:customer_txn:c{c}", f"cw:v:customer_activity:c{c}"]
+        keys += [f"cw:z:customer_txn:{agg}:c{c}" for agg in ("cards", "devices", "ips")]
+        total = sum(client.memory_usage(k) or 0 for k in keys)
+        if client.exists(keys[0]):
+            sizes.append(total)
+    memory = {
+        "customers_sampled": len(sizes),
+        "mean_bytes": float(np.mean(sizes)),
+        "p90_bytes": float(np.percentile(sizes, 90)),
+        "max_bytes": float(np.max(sizes)),
+        "used_memory_bytes": client.info("memory")["used_memory"],
+    }
+    print(
+        f"memory per active customer (its 2 view hashes + 3 distinct sets): mean {memory['mean_bytes']:,.0f} B,"
+        f" p90 {memory['p90_bytes']:,.0f} B, max {memory['max_bytes']:,.0f} B"
+    )
+    path = write(
+        "features",
+        {
+            "redis": args.redis,
+            "ingestion": ingestion,
+            "decision": decide,
+            "round_trips_per_decision": trips,
+            "features_per_decision": n_features,
+            "memory_per_customer": memory,
+        },
+    )
+    print(f"report: {path}")
+    store.clear()
+
+
+if __name__ == "__main__":
+    main()
