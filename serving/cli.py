@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.errors import CartwiseError
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -145,6 +146,9 @@ def seed(
         summary = _run_seed(container.db, config, seed_store)
         _print_summary(summary)
         _rebuild_features(container)
+    except CartwiseError as exc:
+        console.print(f"[red]{exc.code}: {exc.message}[/]")
+        raise typer.Exit(1) from None
     finally:
         container.close()
 

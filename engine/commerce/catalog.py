@@ -10,17 +10,17 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.commerce.db import Database
-from engine.commerce.domain import check_country, check_currency, money
+from engine.commerce.db import Database, insert_ignore
+from engine.commerce.domain import check_amount, check_country, check_currency, money
 from engine.commerce.ids import new_id
 from engine.commerce.schema import Channel, Customer, Merchant, Product, Stock, Warehouse, utcnow
 from engine.errors import (
     AlreadyExists,
     Conflict,
     CustomerNotFound,
-    InvalidAmount,
     InvalidQuantity,
     ProductNotFound,
     ValidationError,
@@ -30,6 +30,7 @@ from engine.events import Event, MessageBus, StockChanged
 
 Clock = Callable[[], datetime]
 Row = TypeVar("Row", Channel, Merchant, Warehouse)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +93,7 @@ class Catalog:
             attributes=attributes or {},
             created_at=self.clock(),
         )
-        with self.db.transaction() as s:
-            if id is not None and s.get(Customer, id) is not None:
-                raise AlreadyExists(f"customer {id} already exists", field="id")
-            s.add(customer)
-        return customer
+        return self._add_unique(customer, customer.id, "id")
 
     def get_customer(self, customer_id: str) -> Customer:
         with self.db.transaction() as s:
@@ -140,12 +137,19 @@ class Catalog:
 
     def _insert_new(self, row: Row) -> Row:
         row.created_at = self.clock()
-        with self.db.transaction() as s:
-            if s.get(type(row), row.id) is not None:
-                raise AlreadyExists(
-                    f"{type(row).__name__.lower()} {row.id} already exists", field="id"
-                )
-            s.add(row)
+        return self._add_unique(row, row.id, "id")
+
+    def _add_unique(self, row: T, key: str, field: str) -> T:
+        """Insert a row whose key must be new; a concurrent insert of the same key loses with
+        ``already_exists`` too (the primary key decides), never a driver error."""
+        what = f"{type(row).__name__.lower()} {key} already exists"
+        try:
+            with self.db.transaction() as s:
+                if s.get(type(row), key) is not None:
+                    raise AlreadyExists(what, field=field)
+                s.add(row)
+        except IntegrityError as exc:
+            raise AlreadyExists(what, field=field) from exc
         return row
 
     # --- products ----------------------------------------------------------------------------
@@ -165,9 +169,9 @@ class Catalog:
         hidden: bool = False,
     ) -> Product:
         check_currency(currency)
-        for name, value in (("list_price", list_price), ("cost", cost), ("map_price", map_price)):
-            if value is not None and (not value.is_finite() or value < 0):
-                raise InvalidAmount(f"{name} must be a non-negative amount", field=name)
+        list_price = check_amount(list_price, "list_price")
+        cost = check_amount(cost, "cost")
+        map_price = None if map_price is None else check_amount(map_price, "map_price")
         now = self.clock()
         product = Product(
             sku=sku,
@@ -184,11 +188,7 @@ class Catalog:
             created_at=now,
             updated_at=now,
         )
-        with self.db.transaction() as s:
-            if s.get(Product, sku) is not None:
-                raise AlreadyExists(f"product {sku} already exists", field="sku")
-            s.add(product)
-        return product
+        return self._add_unique(product, sku, "sku")
 
     def get_product(self, sku: str) -> Product:
         with self.db.transaction() as s:
@@ -225,15 +225,29 @@ class Catalog:
                 raise WarehouseNotFound(f"no warehouse {warehouse_id}", field="warehouse_id")
             if s.get(Product, sku) is None:
                 raise ProductNotFound(f"no product {sku}", field="sku")
+            # the first count of a slot may race another: create it if absent, then lock it
+            s.execute(
+                insert_ignore(
+                    self.db.dialect,
+                    Stock,
+                    [
+                        {
+                            "warehouse_id": warehouse_id,
+                            "sku": sku,
+                            "on_hand": 0,
+                            "allocated": 0,
+                            "updated_at": self.clock(),
+                        }
+                    ],
+                    ["warehouse_id", "sku"],
+                )
+            )
             row = s.scalars(
                 select(Stock)
                 .where(Stock.warehouse_id == warehouse_id, Stock.sku == sku)
                 .with_for_update()
-            ).one_or_none()
-            if row is None:
-                row = Stock(warehouse_id=warehouse_id, sku=sku, on_hand=0, allocated=0)
-                s.add(row)
-            if on_hand < (row.allocated or 0):
+            ).one()
+            if on_hand < row.allocated:
                 raise Conflict(
                     f"{row.allocated} units of {sku} are allocated at {warehouse_id}; "
                     f"on_hand cannot go below that",

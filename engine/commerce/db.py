@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -59,6 +60,15 @@ def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignore(dialect: str, model: Any, rows: list[dict[str, Any]], keys: list[str]) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING`` on PostgreSQL and SQLite."""
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(model).values(rows)
+    else:
+        stmt = sqlite.insert(model).values(rows)
+    return stmt.on_conflict_do_nothing(index_elements=keys)
 
 
 class Database:

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from engine.errors import (
     InsufficientStock,
+    InvalidAmount,
     InvalidQuantity,
     InvalidTransition,
     UnknownCurrency,
@@ -40,11 +41,29 @@ COUNTRIES = frozenset(
 
 CENT = Decimal("0.01")
 MAX_LINE_QTY = 10_000
+MAX_AMOUNT = Decimal("999999999999.99")  # what the Numeric(14, 2) money columns hold
 
 
 def money(value: Decimal | int | str) -> Decimal:
     """Round to cents, half up (the way a receipt rounds)."""
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def check_amount(
+    value: Decimal, field: str, *, positive: bool = False, at_most: Decimal = MAX_AMOUNT
+) -> Decimal:
+    """A finite amount that rounds to cents within the column's range (and above zero when
+    ``positive``); returns it rounded."""
+    if not value.is_finite():
+        raise InvalidAmount(f"{field} must be a finite amount", field=field)
+    rounded = money(value)
+    if rounded < 0 or (positive and rounded <= 0):
+        raise InvalidAmount(
+            f"{field} must be {'positive' if positive else 'zero or more'}", field=field
+        )
+    if rounded > at_most:
+        raise InvalidAmount(f"{field} must be at most {at_most}", field=field)
+    return rounded
 
 
 def check_currency(code: str, field: str = "currency") -> str:

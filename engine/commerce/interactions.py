@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 
-from engine.commerce.db import Database
+from engine.commerce.db import Database, insert_ignore
 from engine.commerce.schema import Interaction, Product, utcnow
 from engine.errors import ValidationError
 from engine.events import InteractionInfo, InteractionsRecorded, MessageBus
@@ -152,11 +151,4 @@ def _row(ev: InteractionRequest) -> dict[str, Any]:
 
 def _insert_new(dialect: str, rows: list[dict[str, Any]]) -> Any:
     """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id."""
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(Interaction).values(rows)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(Interaction).values(rows)
-    else:  # pragma: no cover - other databases are not supported
-        stmt = insert(Interaction).values(rows)
-        return stmt.returning(Interaction.event_id)
-    return stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(Interaction.event_id)
+    return insert_ignore(dialect, Interaction, rows, ["event_id"]).returning(Interaction.event_id)

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from engine.commerce.domain import (
     OrderAction,
     OrderStatus,
     StockSlot,
+    check_amount,
     check_country,
     check_currency,
     money,
@@ -54,6 +55,7 @@ from engine.errors import (
     AlreadyExists,
     CurrencyMismatch,
     IdempotencyKeyReused,
+    InsufficientStock,
     InvalidAmount,
     InvalidTransition,
     OrderNotFound,
@@ -143,8 +145,9 @@ class Orders:
         try:
             with self.db.transaction() as s:
                 order = self._place(s, req, idempotency_key, digest, events)
-        except IntegrityError:
-            # A concurrent request with the same key won the race; its order is the answer.
+        except (IntegrityError, InsufficientStock):
+            # A concurrent request with the same key may have won the race (and the stock):
+            # its order is the answer.
             if idempotency_key:
                 existing = self._by_key(idempotency_key, digest)
                 if existing is not None:
@@ -209,7 +212,7 @@ class Orders:
                     line_no=no, sku=line.sku, qty=line.qty, unit_price=price, line_total=line_total
                 )
             )
-        order.total = money(total)
+        order.total = check_amount(total, "lines")
         for p in plan:
             st, country = rows[(p.warehouse_id, p.sku)]
             st.allocated += p.qty
@@ -259,6 +262,14 @@ class Orders:
         for field_name, model, value in checks:
             if value is not None and s.get(model, value) is None:
                 raise UnknownReference(f"{field_name} {value!r} does not exist", field=field_name)
+        if req.pickup_warehouse_id is not None:
+            store = s.get(Warehouse, req.pickup_warehouse_id)
+            if store is not None and not store.click_and_collect:
+                raise ValidationError(
+                    f"warehouse {req.pickup_warehouse_id} does not offer click-and-collect",
+                    field="pickup_warehouse_id",
+                    code="not_a_pickup_point",
+                )
 
     @staticmethod
     def _products(s: Session, req: OrderRequest) -> dict[str, Product]:
@@ -415,10 +426,10 @@ class Orders:
                 f"status must be one of {sorted(PAYMENT_STATUSES)}", field="status"
             )
         check_country(req.card.country, "card.country")
-        amount = order.total if req.amount is None else req.amount
-        if not amount.is_finite() or amount <= 0:
-            raise InvalidAmount("amount must be positive", field="amount")
-        if req.status == "authorized" and money(amount) != order.total:
+        amount = check_amount(
+            order.total if req.amount is None else req.amount, "amount", positive=True
+        )
+        if req.status == "authorized" and amount != order.total:
             raise InvalidAmount(
                 f"amount {amount} differs from the order total {order.total}", field="amount"
             )
@@ -502,15 +513,20 @@ class Orders:
                 )
             if s.scalars(select(Chargeback).where(Chargeback.payment_id == pay.id)).first():
                 raise AlreadyExists(f"payment {pay.id} already has a chargeback", field="order_id")
-            value = pay.amount if amount is None else amount
-            if not value.is_finite() or value <= 0 or money(value) > pay.amount:
-                raise InvalidAmount(
-                    f"amount must be positive and at most {pay.amount}", field="amount"
-                )
+            value = check_amount(
+                pay.amount if amount is None else amount,
+                "amount",
+                positive=True,
+                at_most=pay.amount,
+            )
             now = self.clock()
             filed = filed_at or now
             if filed.tzinfo is None:
                 raise ValidationError("filed_at needs a timezone", field="filed_at")
+            if filed < pay.created_at or filed > now + timedelta(minutes=5):
+                raise ValidationError(
+                    "filed_at must be between the payment and now", field="filed_at"
+                )
             cb = Chargeback(
                 id=new_id("cbk"),
                 payment_id=pay.id,

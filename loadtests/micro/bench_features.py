@@ -140,8 +140,9 @@ def main() -> None:
         "used_memory_bytes": client.info("memory")["used_memory"],
     }
     print(
-        f"memory per active customer (its 2 view hashes + 3 distinct sets): mean {memory['mean_bytes']:,.0f} B,"
-        f" p90 {memory['p90_bytes']:,.0f} B, max {memory['max_bytes']:,.0f} B"
+        "memory per active customer (its 2 view hashes + 3 distinct sets): "
+        f"mean {memory['mean_bytes']:,.0f} B, p90 {memory['p90_bytes']:,.0f} B, "
+        f"max {memory['max_bytes']:,.0f} B"
     )
     path = write(
         "features",

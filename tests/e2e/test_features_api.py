@@ -13,17 +13,28 @@ pytestmark = pytest.mark.e2e
 
 def _sku(http: httpx.Client, admin: dict[str, str]) -> tuple[str, str]:
     sku, category = f"EV-{uuid.uuid4().hex[:8]}", f"cat-{uuid.uuid4().hex[:6]}"
-    r = http.post("/v1/products", headers=admin, json={
-        "sku": sku, "title": "t", "category": category, "list_price": 3, "currency": "EUR"})
+    r = http.post(
+        "/v1/products",
+        headers=admin,
+        json={"sku": sku, "title": "t", "category": category, "list_price": 3, "currency": "EUR"},
+    )
     assert r.status_code == 201, r.text
     return sku, category
 
 
 def _events(sku: str, customer: str, n: int, kind: str = "view") -> list[dict]:
     now = datetime.now(UTC)
-    return [{"event_id": f"{customer}-{kind}-{i}", "type": kind, "customer_id": customer,
-             "session_id": f"s-{customer}", "sku": sku,
-             "timestamp": (now - timedelta(seconds=n - i)).isoformat()} for i in range(n)]
+    return [
+        {
+            "event_id": f"{customer}-{kind}-{i}",
+            "type": kind,
+            "customer_id": customer,
+            "session_id": f"s-{customer}",
+            "sku": sku,
+            "timestamp": (now - timedelta(seconds=n - i)).isoformat(),
+        }
+        for i in range(n)
+    ]
 
 
 def test_ingest_counts_each_event_once_and_inspection_shows_it(
@@ -54,12 +65,18 @@ def test_ingest_counts_each_event_once_and_inspection_shows_it(
 def test_orders_feed_sales_velocity(http: httpx.Client, admin: dict[str, str]) -> None:
     sku, _ = _sku(http, admin)
     wid = f"w-{uuid.uuid4().hex[:6]}"
-    assert http.post("/v1/warehouses", headers=admin, json={
-        "id": wid, "name": wid, "country": "DE"}).status_code == 201
+    assert (
+        http.post(
+            "/v1/warehouses", headers=admin, json={"id": wid, "name": wid, "country": "DE"}
+        ).status_code
+        == 201
+    )
     http.put(f"/v1/stock/{wid}/{sku}", headers=admin, json={"on_hand": 9})
     cid = http.post("/v1/customers", json={"email": "v@example.com"}).json()["id"]
-    r = http.post("/v1/orders", json={"customer_id": cid, "currency": "EUR",
-                                      "lines": [{"sku": sku, "qty": 4}]})
+    r = http.post(
+        "/v1/orders",
+        json={"customer_id": cid, "currency": "EUR", "lines": [{"sku": sku, "qty": 4}]},
+    )
     assert r.status_code == 201
     features = http.get(f"/v1/features/sku/{sku}", headers=admin).json()["views"]
     assert features["sku_activity"]["features"]["sku_activity.units_sold_1d"] == 4
@@ -86,8 +103,15 @@ def test_inspection_needs_admin_and_a_known_entity(http: httpx.Client, admin: di
         ({"timestamp": "2999-01-01T00:00:00Z"}, "invalid_event", "events[0].timestamp"),
         ({"event_id": ""}, "invalid_request", "events[0].event_id"),
     ],
-    ids=["bad-type", "no-subject", "view-without-sku", "unknown-sku", "naive-time",
-         "future", "empty-id"],
+    ids=[
+        "bad-type",
+        "no-subject",
+        "view-without-sku",
+        "unknown-sku",
+        "naive-time",
+        "future",
+        "empty-id",
+    ],
 )
 def test_bad_events_are_refused_and_nothing_is_stored(
     http: httpx.Client, admin: dict, change: dict, code: str, field: str
