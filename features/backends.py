@@ -94,8 +94,31 @@ class RedisBackend:
             raise BackendUnavailable(str(exc)) from exc
 
     def _run(self, plans: Sequence[Plan]) -> list[Result]:
-        """Send every command in one write and read the replies: one round trip.  Packing
-        with hiredis directly skips redis-py's per-argument Python work (~1 µs each).
+        if len(plans) == 1 and plans[0].reads and _writes(plans[0]):
+            return [self._decide(plans[0])]
+        return self._pipeline(plans)
+
+    def _decide(self, plan: Plan) -> Result:
+        """A decision waits for its reads only.  One request carries the reads, an ``EXISTS``
+        on the dedupe key and a read-only canary (is the write function loaded?); once they
+        are answered the writes follow on the same connection under ``CLIENT REPLY SKIP``, so
+        nobody waits for them.  Redis runs a connection's commands in order: the reads never
+        see this event, and the next command on the connection sees it."""
+        commands: list[Sequence[object]] = [
+            *plan.reads,
+            ("EXISTS", plan.dedupe_key or f"{self.prefix}-"),
+            ("FCALL_RO", f"{self.function}_ok", 0),
+        ]
+        writes = [("CLIENT", "REPLY", "SKIP"), ("FCALL", self.function, 0, *encode_writes(plan))]
+        replies = self._roundtrip(commands, len(commands), then=writes)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply  # "Function not found": run() loads the library and retries
+        return replies[-2] == 1, replies[:-2]
+
+    def _pipeline(self, plans: Sequence[Plan]) -> list[Result]:
+        """Batches: every command in one request, all replies read back (one round trip).
+        Packing with hiredis directly skips redis-py's per-argument Python work.
 
         Redis runs one connection's commands in order, so a plan's reads never see its own
         writes; other clients may interleave, which no feature depends on."""
@@ -120,18 +143,26 @@ class RedisBackend:
             results.append((duplicate, list(reads)))
         return results
 
-    def _roundtrip(self, commands: Sequence[Sequence[object]], answers: int) -> list[Any]:
+    def _roundtrip(
+        self,
+        commands: Sequence[Sequence[object]],
+        answers: int,
+        then: Sequence[Sequence[object]] = (),
+    ) -> list[Any]:
+        """Send ``commands`` as one request, read ``answers`` replies; then send ``then``
+        (commands that answer nothing) only if every reply was a success."""
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
-            payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
-            conn.send_packed_command([payload], check_health=False)  # type: ignore[no-untyped-call]
+            conn.send_packed_command([_pack(commands)], check_health=False)  # type: ignore[no-untyped-call]
             replies: list[Any] = []
             for _ in range(answers):
                 try:
                     replies.append(conn.read_response(disable_decoding=True))
                 except redis.ResponseError as exc:
                     replies.append(exc)
+            if then and not any(isinstance(r, Exception) for r in replies):
+                conn.send_packed_command([_pack(then)], check_health=False)  # type: ignore[no-untyped-call]
         except BaseException:
             conn.disconnect()  # type: ignore[no-untyped-call]
             raise
@@ -181,6 +212,10 @@ class RedisBackend:
         except REDIS_ERRORS as exc:
             raise BackendUnavailable(str(exc)) from exc
         return removed
+
+
+def _pack(commands: Sequence[Sequence[object]]) -> bytes:
+    return b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
 
 
 def _writes(plan: Plan) -> bool:

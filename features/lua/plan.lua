@@ -120,3 +120,7 @@ local function apply(_keys, argv)
 end
 
 redis.register_function(FUNCTION_NAME, apply)
+-- read-only canary: a decision asks it together with its reads, so it learns the library is
+-- loaded before it sends its writes with CLIENT REPLY SKIP
+redis.register_function{function_name = FUNCTION_NAME .. '_ok', callback = function() return 1 end,
+                        flags = {'no-writes'}}

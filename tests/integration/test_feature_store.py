@@ -69,22 +69,35 @@ def tx(event_id: str, ts: float, amount_cents: int = 1000, **entities: str) -> F
 
 
 class CountingConnection(redis.Connection):
-    """Counts what the client sends: one call per round trip (a pipeline is one call)."""
+    """Logs what the client does on the wire: S = one request sent, R = one reply read."""
 
-    sent = 0
+    log: list[str] = []
 
     def send_packed_command(self, command, check_health=True):  # type: ignore[no-untyped-def]
-        CountingConnection.sent += 1
+        CountingConnection.log.append("S")
         return super().send_packed_command(command, check_health)
+
+    def read_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        CountingConnection.log.append("R")
+        return super().read_response(*args, **kwargs)
+
+
+def round_trips(log: list[str]) -> int:
+    """Requests the client waited on (a request followed by at least one reply)."""
+    text = "".join(log)
+    return sum(1 for i, c in enumerate(text) if c == "S" and text[i + 1 : i + 2] == "R")
 
 
 def test_decide_reads_before_recording_in_one_round_trip(store: FeatureStore) -> None:
     pool = redis.ConnectionPool.from_url(URL, connection_class=CountingConnection)
     counted = FeatureStore(RedisBackend(redis.Redis(connection_pool=pool)))
-    counted.decide(tx("t1", T0, 1000))  # loads the script (NOSCRIPT fallback) on first use
-    CountingConnection.sent = 0
+    counted.decide(tx("t1", T0, 1000))  # loads the write function on first use
+    CountingConnection.log = []
     read = counted.decide(tx("t2", T0 + 30, 2550))
-    assert CountingConnection.sent == 1
+    assert round_trips(CountingConnection.log) == 1
+    # the writes follow the answered reads in a second request that answers nothing
+    assert CountingConnection.log[-1] == "S"
+    assert CountingConnection.log.count("S") == 2
     assert read.values["customer_txn.txn_count_10m"] == 1.0
     assert read.values["customer_txn.amount_sum_1d"] == 10.0
     assert read.values["customer_txn.last_txn_age_s"] == 30.0
