@@ -96,7 +96,7 @@ class Catalog:
         return self._add_unique(customer, customer.id, "id")
 
     def get_customer(self, customer_id: str) -> Customer:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             customer = s.get(Customer, customer_id)
         if customer is None:
             raise CustomerNotFound(f"no customer {customer_id}", field="customer_id")
@@ -132,7 +132,7 @@ class Catalog:
         return self._all(Warehouse)
 
     def _all(self, model: Any) -> list[Any]:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             return list(s.scalars(select(model).order_by(model.id)))
 
     def _insert_new(self, row: Row) -> Row:
@@ -191,7 +191,7 @@ class Catalog:
         return self._add_unique(product, sku, "sku")
 
     def get_product(self, sku: str) -> Product:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             product = s.get(Product, sku)
         if product is None:
             raise ProductNotFound(f"no product {sku}", field="sku")
@@ -208,7 +208,7 @@ class Catalog:
         if cursor:
             stmt = stmt.where(Product.sku > decode_cursor(cursor))
         stmt = stmt.order_by(Product.sku).limit(limit + 1)
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             rows = list(s.scalars(stmt))
         more = len(rows) > limit
         rows = rows[:limit]
@@ -267,7 +267,7 @@ class Catalog:
         return level
 
     def stock_levels(self, sku: str) -> list[StockLevel]:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             if s.get(Product, sku) is None:
                 raise ProductNotFound(f"no product {sku}", field="sku")
             return stock_levels(s, sku)

@@ -1,8 +1,8 @@
 """Database access: one engine per process, short transactions, migrations at start.
 
-SQLite (the embedded default) runs in WAL mode and opens every transaction with
+SQLite (the embedded default) runs in WAL mode and opens every writing transaction with
 ``BEGIN IMMEDIATE``, so concurrent writers queue on the database lock instead of failing on a
-read-to-write upgrade; PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
+read-to-write upgrade (read-only transactions use a plain ``BEGIN`` and never wait for writers); PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.errors import Unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+READONLY = "cartwise_readonly"
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
@@ -59,7 +60,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def insert_ignore(dialect: str, model: Any, rows: list[dict[str, Any]], keys: list[str]) -> Any:
@@ -84,14 +86,17 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work: commit on success, roll back everything on any exception."""
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back everything on any exception.
+        ``readonly`` transactions do not take SQLite's write lock."""
         try:
             session = self._sessions()
         except (OperationalError, PoolTimeout) as exc:  # pragma: no cover - connect is lazy
             raise Unavailable("database unavailable", code="database_unavailable") from exc
         try:
             with session.begin():
+                if readonly:
+                    session.connection(execution_options={READONLY: True})
                 yield session
         except (OperationalError, PoolTimeout) as exc:
             raise Unavailable(

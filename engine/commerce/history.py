@@ -51,7 +51,7 @@ def payments(db: Database) -> Iterator[Event]:
         .join(Customer, Customer.id == Payment.customer_id)
         .order_by(Payment.created_at, Payment.id)
     )
-    with db.transaction() as s:
+    with db.transaction(readonly=True) as s:
         for p, merchant, country, email in s.execute(stmt.execution_options(yield_per=CHUNK)):
             yield PaymentAttempted(
                 payment_id=p.id,
@@ -78,7 +78,7 @@ def chargebacks(db: Database) -> Iterator[Event]:
         .join(Order, Order.id == Chargeback.order_id)
         .order_by(Chargeback.filed_at, Chargeback.id)
     )
-    with db.transaction() as s:
+    with db.transaction(readonly=True) as s:
         for cb, p, merchant in s.execute(stmt.execution_options(yield_per=CHUNK)):
             yield ChargebackFiled(
                 chargeback_id=cb.id,
@@ -114,7 +114,7 @@ def orders(db: Database) -> Iterator[Event]:
         .join(Product, Product.sku == OrderLine.sku)
         .order_by(Order.created_at, Order.id, OrderLine.line_no)
     )
-    with db.transaction() as s:
+    with db.transaction(readonly=True) as s:
         current: Any = None
         lines: list[OrderLineInfo] = []
         for row in s.execute(stmt.execution_options(yield_per=CHUNK)):
@@ -148,7 +148,7 @@ def interactions(db: Database) -> Iterator[Event]:
         .order_by(Interaction.ts, Interaction.event_id)
     )
     batch: list[InteractionInfo] = []
-    with db.transaction() as s:
+    with db.transaction(readonly=True) as s:
         for ev, category in s.execute(stmt.execution_options(yield_per=CHUNK)):
             batch.append(
                 InteractionInfo(
@@ -170,7 +170,7 @@ def interactions(db: Database) -> Iterator[Event]:
 
 
 def stock(db: Database) -> Iterator[Event]:
-    with db.transaction() as s:
+    with db.transaction(readonly=True) as s:
         for st in s.scalars(select(Stock).order_by(Stock.sku, Stock.warehouse_id)):
             yield StockChanged(
                 sku=st.sku,

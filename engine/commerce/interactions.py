@@ -129,7 +129,7 @@ class Interactions:
             )
 
     def history(self, since: datetime | None = None) -> list[Interaction]:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             stmt = select(Interaction).order_by(Interaction.ts, Interaction.event_id)
             if since is not None:
                 stmt = stmt.where(Interaction.ts >= since)

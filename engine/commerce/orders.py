@@ -157,7 +157,7 @@ class Orders:
         return Placed(order, replayed=False)
 
     def _by_key(self, key: str, digest: str) -> Order | None:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             order = s.scalars(select(Order).where(Order.idempotency_key == key)).one_or_none()
         if order is not None and order.request_hash != digest:
             raise IdempotencyKeyReused(
@@ -305,14 +305,14 @@ class Orders:
 
     # --- reads -------------------------------------------------------------------------------
     def get(self, order_id: str) -> Order:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             order = s.get(Order, order_id)
         if order is None:
             raise OrderNotFound(f"no order {order_id}", field="order_id")
         return order
 
     def history(self, order_id: str) -> list[OrderEvent]:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             if s.get(Order, order_id) is None:
                 raise OrderNotFound(f"no order {order_id}", field="order_id")
             return list(
@@ -479,7 +479,7 @@ class Orders:
         return pay
 
     def payments(self, order_id: str) -> list[Payment]:
-        with self.db.transaction() as s:
+        with self.db.transaction(readonly=True) as s:
             return list(
                 s.scalars(
                     select(Payment)
