@@ -77,12 +77,45 @@ def interaction(rng: np.random.Generator, i: int, ts: float, customers: int) -> 
     )
 
 
+def measure(
+    store: FeatureStore,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+    start: float,
+    rate: float,
+) -> tuple[dict[str, float], float, float]:
+    """``args.calls`` decisions, back to back (rate 0) or paced at ``rate`` per second, the way
+    requests arrive at a service; returns latency percentiles, round trips and requests per
+    decision."""
+    for i in range(200):  # warm the function cache and connections
+        store.decide(transaction(rng, 10_000_000 + i, start, args.customers))
+    samples = np.empty(args.calls)
+    CountingConnection.sent = CountingConnection.waited = 0
+    next_at = time.perf_counter()
+    for i in range(args.calls):
+        ev = transaction(rng, int(start * 1000) + i, start + i * 0.01, args.customers)
+        if rate:
+            next_at += 1 / rate
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        t = time.perf_counter()
+        store.decide(ev)
+        samples[i] = time.perf_counter() - t
+    return (
+        percentiles(samples),
+        CountingConnection.waited / args.calls,
+        CountingConnection.sent / args.calls,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/11")
     ap.add_argument("--calls", type=int, default=10_000)
     ap.add_argument("--history", type=int, default=200_000, help="events preloaded (ingestion)")
     ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--rate", type=float, default=500, help="decisions/s of the paced run")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
 
@@ -117,24 +150,17 @@ def main() -> None:
     )
 
     # --- one decision: read every feature of 6 entities + record, one round trip -------------
-    for i in range(200):  # warm the script cache and connections
-        store.decide(transaction(rng, 10_000_000 + i, now, args.customers))
-    samples = np.empty(args.calls)
-    CountingConnection.sent = CountingConnection.waited = 0
-    for i in range(args.calls):
-        ev = transaction(rng, 20_000_000 + i, now + i * 0.01, args.customers)
-        t = time.perf_counter()
-        store.decide(ev)
-        samples[i] = time.perf_counter() - t
-    trips = CountingConnection.waited / args.calls
-    sends = CountingConnection.sent / args.calls
-    decide = percentiles(samples)
+    decide, trips, sends = measure(store, rng, args, now, rate=0)
+    paced, _, _ = measure(store, rng, args, now + args.calls, rate=args.rate)
     n_features = len(store.decide(transaction(rng, 1, now, args.customers)).values)
+    for label, r in (("back to back", decide), (f"paced at {args.rate}/s", paced)):
+        print(
+            f"decision read+record, {label} ({n_features} features, 6 entities): "
+            f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, p99.9 {r['p999_ms']:.3f} ms"
+        )
     print(
-        f"decision read+record ({n_features} features, 6 entities): "
-        f"p50 {decide['p50_ms']:.3f} ms, p99 {decide['p99_ms']:.3f} ms, "
-        f"p99.9 {decide['p999_ms']:.3f} ms; round trips waited per decision: {trips:.2f} "
-        f"(requests sent: {sends:.2f}: the writes follow the answered reads, unanswered)"
+        f"round trips waited per decision: {trips:.2f} (requests sent: {sends:.2f}: "
+        "the writes follow the answered reads, unanswered)"
     )
 
     # --- memory per active customer ----------------------------------------------------------
