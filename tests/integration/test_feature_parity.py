@@ -25,6 +25,7 @@ import math
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,8 @@ from features.definitions import (
     cents,
 )
 from features.offline import (
+    INTERACTION_ENTITIES,
+    TRANSACTION_ENTITIES,
     feature_names,
     interaction_features,
     load_table,
@@ -59,22 +62,14 @@ from features.store import FeatureStore
 pytestmark = pytest.mark.integration
 
 URL = os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-HANDBOOK = "/work/shared/datasets/fraud-handbook/transactions.csv.gz"
+# the data sets live beside the repository (../shared/datasets), never inside it
+DATASETS = Path(
+    os.environ.get("CARTWISE_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")
+)
+HANDBOOK = str(DATASETS / "fraud-handbook" / "transactions.csv.gz")
 BASE = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
-TX_ENTITIES = {
-    "customer_id": Entity.CUSTOMER,
-    "card_id": Entity.CARD,
-    "device_id": Entity.DEVICE,
-    "ip": Entity.IP,
-    "email": Entity.EMAIL,
-    "merchant_id": Entity.MERCHANT,
-}
-IX_ENTITIES = {
-    "customer_id": Entity.CUSTOMER,
-    "session_id": Entity.SESSION,
-    "sku": Entity.SKU,
-    "category": Entity.CATEGORY,
-}
+TX_ENTITIES = TRANSACTION_ENTITIES
+IX_ENTITIES = INTERACTION_ENTITIES
 APPROX = frozenset(  # HyperLogLog-backed distinct counts
     f"{v.name}.{a.name}_{w.name}"
     for v in VIEWS

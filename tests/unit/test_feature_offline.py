@@ -22,7 +22,6 @@ from features.definitions import (
     D1D,
     D7D,
     DAY,
-    Entity,
     FeatureEvent,
     LabelEvent,
     Source,
@@ -31,8 +30,10 @@ from features.definitions import (
     derive,
 )
 from features.offline import (
+    INTERACTION_ENTITIES,
     LABEL_DELAY_S,
     TRANSACTION_COLUMNS,
+    TRANSACTION_ENTITIES,
     feature_names,
     interaction_events,
     interaction_features,
@@ -47,20 +48,8 @@ pytestmark = pytest.mark.unit
 
 D = 19_700 * DAY  # 2023-12-09T00:00:00Z
 NOW = D + 35 * DAY + 12_345.5  # reads in the hand-computed cases happen here
-TX_ENTITIES = {
-    "customer_id": Entity.CUSTOMER,
-    "card_id": Entity.CARD,
-    "device_id": Entity.DEVICE,
-    "ip": Entity.IP,
-    "email": Entity.EMAIL,
-    "merchant_id": Entity.MERCHANT,
-}
-IX_ENTITIES = {
-    "customer_id": Entity.CUSTOMER,
-    "session_id": Entity.SESSION,
-    "sku": Entity.SKU,
-    "category": Entity.CATEGORY,
-}
+TX_ENTITIES = TRANSACTION_ENTITIES
+IX_ENTITIES = INTERACTION_ENTITIES
 
 
 def txs(*rows: dict[str, Any]) -> pd.DataFrame:
