@@ -10,6 +10,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,6 +33,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+fraud_app = typer.Typer(help="Fraud model: backtests and training.", no_args_is_help=True)
+app.add_typer(fraud_app, name="fraud")
 console = Console()
 
 
@@ -115,6 +119,42 @@ def features_inspect(entity: str, entity_id: str) -> None:
         console.print_json(json.dumps(container.features.inspect(kind, entity_id), default=str))
     finally:
         container.close()
+
+
+@fraud_app.command("backtest")
+def fraud_backtest(
+    transactions: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="CSV / CSV.gz / Parquet transactions.")
+    ],
+    train_start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
+    train_days: Annotated[int, typer.Option(min=1)] = 7,
+    delay_days: Annotated[int, typer.Option(min=0)] = 7,
+    test_days: Annotated[int, typer.Option(min=1)] = 7,
+    folds: Annotated[int, typer.Option(min=1, help="Prequential validation windows.")] = 4,
+    scores_out: Annotated[Path | None, typer.Option(dir_okay=False)] = None,
+) -> None:
+    """Train on a window, skip the label delay, score the test window; print metrics as JSON.
+
+    Hyper-parameters are chosen on earlier windows (prequential), never on the test window."""
+    import json
+
+    from features.offline import load_table
+    from training.fraud.backtest import prepare, run
+    from training.fraud.protocol import Protocol
+
+    err = Console(stderr=True)
+    protocol = Protocol(train_start.date(), train_days, delay_days, test_days)
+    try:
+        with err.status("reading transactions and computing features…"):
+            data = prepare(load_table(transactions))
+        with err.status("validating and training…") as status:
+            result = run(data, protocol, folds=folds, progress=lambda m: status.update(m))
+    except CartwiseError as exc:
+        err.print(f"[red]{exc.code}: {exc.message}[/]")
+        raise typer.Exit(2) from None
+    if scores_out is not None:
+        result.scores.to_csv(scores_out, index=False)
+    print(json.dumps(result.summary(), indent=2))
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Fraud decisions: the model's inputs, scoring, rules."""

@@ -1,0 +1,1 @@
+"""Fraud model training, the evaluation protocol and backtests."""
