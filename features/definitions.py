@@ -327,20 +327,37 @@ def _f(value: float | str | None) -> float:
     return value if isinstance(value, float | int) else 0.0
 
 
-def derive(raw: FeatureValues) -> FeatureValues:
-    """Features computed from stored ones (same function online and offline)."""
-    out = dict(raw)
+def _derived() -> tuple[tuple[str, str, str], ...]:
+    """(output, numerator, denominator) of every derived feature: means and fraud ratios."""
+    out: list[tuple[str, str, str]] = []
     for view in VIEWS:
         aggs = {a.name: a for a in view.aggregations}
         if "amount_sum" in aggs and "txn_count" in aggs:
-            for w in aggs["amount_sum"].windows:
-                count = _f(raw.get(f"{view.name}.txn_count_{w.name}"))
-                total = _f(raw.get(f"{view.name}.amount_sum_{w.name}"))
-                out[f"{view.name}.amount_mean_{w.name}"] = total / count if count else 0.0
+            out += [
+                (
+                    f"{view.name}.amount_mean_{w.name}",
+                    f"{view.name}.amount_sum_{w.name}",
+                    f"{view.name}.txn_count_{w.name}",
+                )
+                for w in aggs["amount_sum"].windows
+            ]
         if view.delayed:
-            for n in view.delayed.days:
-                base = f"{view.name}.{view.delayed.name}_{n}d_delay{view.delayed.delay_days}d"
-                count = _f(raw.get(f"{base}_count"))
-                frauds = _f(raw.get(f"{base}_frauds"))
-                out[f"{base}_ratio"] = frauds / count if count else 0.0
+            d = view.delayed
+            for n in d.days:
+                base = f"{view.name}.{d.name}_{n}d_delay{d.delay_days}d"
+                out.append((f"{base}_ratio", f"{base}_frauds", f"{base}_count"))
+    return tuple(out)
+
+
+DERIVED = _derived()
+
+
+def derive(raw: FeatureValues) -> FeatureValues:
+    """Features computed from stored ones (same function online and offline); only for the
+    views the read returned."""
+    out = dict(raw)
+    for name, numerator, denominator in DERIVED:
+        if denominator in raw:
+            count = _f(raw[denominator])
+            out[name] = _f(raw.get(numerator)) / count if count else 0.0
     return out
