@@ -261,11 +261,13 @@ class MemoryBackend:
 
     @staticmethod
     def _add(h: dict[str, str], p: str, k: int, d: int, keep: int) -> None:
-        written = _parse(h.get(f"{p}|x"))
-        total = int(h.get(f"{p}|t", 0))
-        last = written[-1][0] if written else None
+        total, last, written = 0, None, []
+        if p in h:
+            t, ls, x = h[p].split(";", 2)
+            total, last, written = int(t), int(ls), _parse(x)
         if last is None or k > last:
             written = [(w, s) for w, s in written if w > k - keep] + [(k, total)]
+            last = k
         elif k < last:
             if k <= last - keep:
                 return
@@ -273,9 +275,8 @@ class MemoryBackend:
             if all(w != k for w, _ in written):
                 written.append((k, start))
             written = sorted((w, s + d if w > k else s) for w, s in written)
-        h[f"{p}|x"] = ",".join(f"{w}:{s}" for w, s in written)
-        h[f"{p}|t"] = str(total + d)
-        h[f"{p}|L"] = str(written[-1][0])
+        x = ",".join(f"{w}:{s}" for w, s in written)
+        h[p] = f"{total + d};{last};{x}"
 
     def _write(self, op: Op) -> None:
         kind, key = op[0], str(op[1])

@@ -7,11 +7,11 @@ reads and the write call in one ``MULTI``/``EXEC`` round trip, reads first, so a
 state before its own event.  The in-memory backend executes the same plan over dicts.  Key and
 field names are documented in ``features/KEYS.md``.
 
-Counters are prefix sums per bucket size: a running total ``p|t``, the last written bucket
-``p|L`` and ``p|x`` = ``"w:s,w:s,…"``, the total ``s`` before each bucket ``w`` written within
-retention.  A window ``lo..hi`` is then ``before(hi + 1) - before(lo)``, where ``before(j)`` is
-the ``s`` of the first written bucket ``>= j`` (or the running total): one field per counter is
-read however many buckets a window spans, and writes never walk empty buckets.
+Counters are prefix sums per bucket size, one hash field each: ``"total;last;w:s,w:s,…"`` —
+the running total, the last written bucket, and the total ``s`` before each bucket ``w`` written
+within retention.  A window ``lo..hi`` is then ``before(hi + 1) - before(lo)``, where
+``before(j)`` is the ``s`` of the first written bucket ``>= j`` (or the running total): one field
+per counter is read however many buckets a window spans, and writes never walk empty buckets.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def _compile_view(view: FeatureView) -> _Compiled:
         for name, _v, _w in lasts
     ]
     template += [
-        (c.name, "window", c.scale, 0, (*_fields(c.prefix), c.window.bucket, c.window.n, 0))
+        (c.name, "window", c.scale, 0, (c.prefix.encode(), c.window.bucket, c.window.n, 0))
         for c in counters
     ]
     if view.delayed:
@@ -167,17 +167,13 @@ def _compile_view(view: FeatureView) -> _Compiled:
             base = f"{view.name}.{d.name}_{n}d_delay{d.delay_days}d"
             for suffix, p in (("count", prefix("dn", DAY)), ("frauds", prefix("df", DAY))):
                 template.append(
-                    (f"{base}_{suffix}", "window", 1.0, 0, (*_fields(p), DAY, n, d.delay_days))
+                    (f"{base}_{suffix}", "window", 1.0, 0, (p.encode(), DAY, n, d.delay_days))
                 )
     if view.labels_known:
         template.append((f"{view.name}.frauds_known", "field", 1.0, 0, (b"fk",)))
     return _Compiled(
         tuple(counters), tuple(writes), tuple(distinct), keep_d, tuple(lasts), tuple(template)
     )
-
-
-def _fields(p: str) -> tuple[bytes, bytes, bytes]:
-    return f"{p}|t".encode(), f"{p}|L".encode(), f"{p}|x".encode()
 
 
 def memory_ttl(view: FeatureView) -> int:
@@ -191,9 +187,9 @@ def plan_reads(plan: Plan, view: FeatureView, entity_id: str, now: float) -> Non
     out = plan.outputs
     for name, how, scale, _r, extra in c.template:
         if how == "window":
-            f_t, f_l, f_x, size, n, delay = extra
+            field_name, size, n, delay = extra
             k = int(now // size) - delay  # type: ignore[operator]
-            out.append((name, how, scale, r, (f_t, f_l, f_x, k - n + 1, k)))  # type: ignore[operator]
+            out.append((name, how, scale, r, (field_name, k - n + 1, k)))  # type: ignore[operator]
         elif how == "gate":
             out.append((name, how, scale, r, (now, view.ttl)))
         elif how == "last":
@@ -310,12 +306,13 @@ def before(x: bytes | None, total: int, j: int) -> int:
     return total
 
 
-def window_sum(h: dict[bytes, bytes], f_t: bytes, f_l: bytes, f_x: bytes, lo: int, hi: int) -> int:
-    last = h.get(f_l)
-    if last is None or hi < lo:
+def window_sum(h: dict[bytes, bytes], field_name: bytes, lo: int, hi: int) -> int:
+    """Sum of a counter over buckets lo..hi from its field ``total;last;w:s,w:s,…``."""
+    value = h.get(field_name)
+    if value is None or hi < lo:
         return 0
-    total = int(h.get(f_t) or 0)
-    x = h.get(f_x)
+    t, last, x = value.split(b";", 2)
+    total = int(t)
     upper = total if hi + 1 > int(last) else before(x, total, hi + 1)
     return upper - before(x, total, lo)
 

@@ -38,7 +38,7 @@ local function write_hash(key, ttl, argv, a, n)
     local kind = argv[a]
     if kind == 'A' then
       local p = argv[a + 1]
-      want(p .. '|t'); want(p .. '|x'); want(p .. '|L')
+      want(p)
       items[#items + 1] = {kind, p, argv[a + 2], argv[a + 3], tonumber(argv[a + 4])}
       a = a + 5
     elseif kind == 'V' then
@@ -64,19 +64,18 @@ local function write_hash(key, ttl, argv, a, n)
   for _, it in ipairs(items) do
     local kind = it[1]
     if kind == 'A' then
+      -- the counter's field: "total;last;w:s,w:s,..." (see features/plan.py)
       local p, ks, d, keep = it[2], it[3], it[4], it[5]
-      local k, last, x = tonumber(ks), tonumber(cur[p .. '|L']), cur[p .. '|x']
-      local t = cur[p .. '|t'] or '0'
+      local k, t, ls, x = tonumber(ks), '0', nil, ''
+      if cur[p] then t, ls, x = string.match(cur[p], '^(%-?%d+);(%-?%d+);(.*)$') end
+      local last = tonumber(ls)
       if not last or k > last then
-        local kept = x and trim(x, k - keep) or ''
-        put(p .. '|x', kept .. ks .. ':' .. t)
-        put(p .. '|L', ks)
-        put(p .. '|t', tonumber(t) + tonumber(d))
+        local kept = x ~= '' and trim(x, k - keep) or ''
+        put(p, (tonumber(t) + tonumber(d)) .. ';' .. ks .. ';' .. kept .. ks .. ':' .. t)
       elseif k == last then
-        put(p .. '|t', tonumber(t) + tonumber(d))
+        put(p, (tonumber(t) + tonumber(d)) .. ';' .. ls .. ';' .. x)
       elseif k > last - keep then
-        put(p .. '|x', late(x, k, tonumber(d)))
-        put(p .. '|t', tonumber(t) + tonumber(d))
+        put(p, (tonumber(t) + tonumber(d)) .. ';' .. ls .. ';' .. late(x, k, tonumber(d)))
       end
     elseif kind == 'V' then
       local old = tonumber(cur['t|' .. it[2]])
