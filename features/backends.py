@@ -278,6 +278,16 @@ class MemoryBackend:
         x = ",".join(f"{w}:{s}" for w, s in written)
         h[p] = f"{total + d};{last};{x}"
 
+    @staticmethod
+    def _max(h: dict[str, str], p: str, k: int, v: int, keep: int) -> None:
+        maxima = dict(_parse(h.get(p)))
+        newest = max([k, *maxima])
+        if k <= newest - keep:
+            return
+        maxima[k] = max(v, maxima.get(k, v))
+        kept = sorted((w, m) for w, m in maxima.items() if w > newest - keep)
+        h[p] = ",".join(f"{w}:{m}" for w, m in kept)
+
     def _write(self, op: Op) -> None:
         kind, key = op[0], str(op[1])
         if kind == "W":
@@ -302,6 +312,8 @@ class MemoryBackend:
         kind = item[0]
         if kind == "A":
             self._add(h, str(item[1]), int(item[2]), int(item[3]), int(item[4]))
+        elif kind == "X":
+            self._max(h, str(item[1]), int(item[2]), int(item[3]), int(item[4]))
         elif kind == "I":
             h[str(item[1])] = str(int(h.get(str(item[1]), 0)) + int(item[2]))
         elif kind == "V":

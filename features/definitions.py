@@ -6,9 +6,10 @@ bucketed and sliding: a window of ``seconds`` with buckets of ``bucket`` seconds
 between (n-1)·bucket and n·bucket seconds.  Counters and sums are integers (amounts in cents),
 so the online and the offline numbers are equal, not just close.
 
-Label-delayed features (a merchant's fraud ratio over ``[t-(n+d) days, t-d days]``) count a
-fraud label only if it was *reported* by the read time: the online store learns it when the
-label arrives; the offline computation filters on ``reported_at``.
+Aggregations: count, sum, max (windowed), distinct count, last value; means and ratios are
+derived.  Label-delayed features (a merchant's fraud ratio over ``[t-(n+d) days, t-d days]``)
+count a fraud label only if it was *reported* by the read time: the online store learns it when
+the label arrives; the offline computation filters on ``reported_at``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-DEFINITIONS_VERSION = "1"
+DEFINITIONS_VERSION = "2"  # 2: customer_txn.amount_max
 DAY = 86_400
 
 
@@ -39,7 +40,7 @@ W30D = Window("30d", 30 * DAY, DAY)
 # distinct counts use coarser buckets (one HyperLogLog per bucket)
 D1H = Window("1h", 3_600, 600)
 D1D = Window("1d", DAY, 4 * 3_600)
-D7D = Window("7d", 7 * DAY, DAY)
+D7D = Window("7d", 7 * DAY, DAY)  # also the largest-amount window (a short list of day maxima)
 
 
 class Entity(enum.StrEnum):
@@ -64,6 +65,7 @@ class Kind(enum.StrEnum):
     SUM = "sum"
     DISTINCT = "distinct"
     LAST = "last"
+    MAX = "max"
 
 
 INTERACTION_TYPES = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase", "search"})
@@ -145,6 +147,10 @@ def _distinct(name: str, value: str, *windows: Window, approx: bool = False) -> 
     return Aggregation(name, Kind.DISTINCT, windows, value=value, approx=approx)
 
 
+def _max(name: str, value: str, *windows: Window) -> Aggregation:
+    return Aggregation(name, Kind.MAX, windows, value=value)
+
+
 def _last(name: str, value: str, when: frozenset[str] | None = None) -> Aggregation:
     return Aggregation(name, Kind.LAST, value=value, when=when)
 
@@ -160,6 +166,7 @@ VIEWS: tuple[FeatureView, ...] = (
         (
             _count("txn_count", *ALL_TXN),
             _sum("amount_sum", "amount", *ALL_TXN),
+            _max("amount_max", "amount", D7D),
             _distinct("cards", "card", D1D, D7D),
             _distinct("devices", "device", D7D),
             _distinct("ips", "ip", D1D),

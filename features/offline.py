@@ -324,7 +324,7 @@ def _stream(frame: pd.DataFrame, source: Source) -> Stream:
             col = frame[name] if name in frame.columns else pd.Series(None, index=frame.index)
             columns[name] = codes_of(col.to_numpy(dtype=object)[order])
         for agg in view.aggregations:
-            if agg.kind is Kind.SUM and agg.value:
+            if agg.kind in (Kind.SUM, Kind.MAX) and agg.value:
                 values[agg.value] = frame[agg.value].to_numpy(dtype=np.int64)[order]
     types = codes_of(frame["type"].to_numpy(dtype=object)[order])
     return Stream(ts[order], order, recorded, types, columns, values)

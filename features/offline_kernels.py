@@ -13,6 +13,7 @@ but not recorded, as the online store's ``seen`` key does).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -192,6 +193,22 @@ def sliding_distinct(vals: list[int], lo: list[int]) -> IntArray:
     return np.asarray(out, dtype=np.int64)
 
 
+def sliding_max(vals: list[int], lo: list[int]) -> IntArray:
+    """Largest value among rows [lo[i], i) for every row i (lo non-decreasing; -1 marks rows
+    without a value; 0 where there is none)."""
+    out = [0] * len(vals)
+    window: deque[int] = deque()  # rows with decreasing values
+    for i, v in enumerate(vals):
+        while window and window[0] < lo[i]:
+            window.popleft()
+        out[i] = vals[window[0]] if window else 0
+        if v >= 0:
+            while window and vals[window[-1]] <= v:
+                window.pop()
+            window.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
 def _prefix(values: IntArray) -> IntArray:
     out = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(values, out=out[1:])
@@ -250,6 +267,12 @@ def _view_raw(
         name = f"{view.name}.{agg.name}"
         if agg.kind is Kind.LAST:
             _last(name, stream.columns[agg.value or ""], grp, applies, out)
+        elif agg.kind is Kind.MAX:
+            vals = np.where(applies, stream.values[agg.value or ""][grp.pos], -1)
+            scale = VALUE_SCALE.get(agg.value or "", 1.0)
+            for w in agg.windows:
+                lo = grp.window_start(w.bucket, w.n)
+                out.num(f"{name}_{w.name}", sliding_max(vals.tolist(), lo.tolist()), scale)
         elif agg.kind is Kind.DISTINCT:
             acodes = stream.columns[agg.value or ""][0][grp.pos]
             vals = np.where(applies & (acodes >= 0), acodes, -1)

@@ -69,6 +69,7 @@ def prefix(name: str, size: int) -> str:
 # Writes (features/lua/plan.lua):
 #   ("W", key, ttl_s, n, item...)   n items on one hash: one HMGET, one HSET, HINCRBYs, EXPIRE
 #       "A", prefix, k, delta, keep   add delta to the counter in bucket k; keep `keep` buckets
+#       "X", prefix, k, value, keep   raise bucket k's maximum to value; keep `keep` buckets
 #       "V", name, value, ts          last value, if ts >= the stored one
 #       "M", field, value             field = max(field, value)
 #       "I", field, delta             HINCRBY
@@ -76,7 +77,7 @@ def prefix(name: str, size: int) -> str:
 #                                          drop members scored below `cutoff` ("(" + number)
 #   ("H", key, member, ttl_s)       PFADD and EXPIRE
 Op = tuple[str | int | float, ...]
-ITEM_ARGS = {"A": 4, "V": 3, "M": 2, "I": 2}
+ITEM_ARGS = {"A": 4, "X": 4, "V": 3, "M": 2, "I": 2}
 
 
 # How one feature comes out of the read replies: (name, how, scale, read index, extra).
@@ -100,6 +101,7 @@ class _Counter:
     prefix: str
     window: Window
     scale: float
+    how: str = "window"  # "window": a sum over the buckets; "max": their largest value
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,8 @@ class _Compiled:
     """Per view, everything the planner needs, computed once."""
 
     counters: tuple[_Counter, ...]
-    # (value attr or None for counts, when, prefix, bucket, keep) per counter prefix
-    counter_writes: tuple[tuple[str | None, frozenset[str] | None, str, int, int], ...]
+    # (value attr or None for counts, when, prefix, bucket, keep, op) per counter prefix
+    counter_writes: tuple[tuple[str | None, frozenset[str] | None, str, int, int, str], ...]
     distinct: tuple[tuple[str, str, Window, bool], ...]  # (agg, value attr, window, approx)
     distinct_keep: dict[str, int]
     lasts: tuple[tuple[str, str, frozenset[str] | None], ...]
@@ -127,7 +129,7 @@ def compiled(view: FeatureView) -> _Compiled:
 
 def _compile_view(view: FeatureView) -> _Compiled:
     counters: list[_Counter] = []
-    writes: list[tuple[str | None, frozenset[str] | None, str, int, int]] = []
+    writes: list[tuple[str | None, frozenset[str] | None, str, int, int, str]] = []
     distinct: list[tuple[str, str, Window, bool]] = []
     lasts: list[tuple[str, str, frozenset[str] | None]] = []
     keep_d: dict[str, int] = {}
@@ -140,17 +142,22 @@ def _compile_view(view: FeatureView) -> _Compiled:
                 keep_d[agg.name] = max(keep_d.get(agg.name, 0), w.seconds + w.bucket)
         else:
             scale = VALUE_SCALE.get(agg.value or "", 1.0)
+            how, op = ("max", "X") if agg.kind is Kind.MAX else ("window", "A")
             keep: dict[int, int] = {}
             for w in agg.windows:
                 counters.append(
                     _Counter(
-                        f"{view.name}.{agg.name}_{w.name}", prefix(agg.name, w.bucket), w, scale
+                        f"{view.name}.{agg.name}_{w.name}",
+                        prefix(agg.name, w.bucket),
+                        w,
+                        scale,
+                        how,
                     )
                 )
                 keep[w.bucket] = max(keep.get(w.bucket, 0), w.n)
             value = None if agg.kind is Kind.COUNT else agg.value
             writes += [
-                (value, agg.when, prefix(agg.name, size), size, n) for size, n in keep.items()
+                (value, agg.when, prefix(agg.name, size), size, n, op) for size, n in keep.items()
             ]
     template: list[Output] = [(view.name, "gate", 1.0, 0, ())]
     template += [
@@ -158,7 +165,7 @@ def _compile_view(view: FeatureView) -> _Compiled:
         for name, _v, _w in lasts
     ]
     template += [
-        (c.name, "window", c.scale, 0, (c.prefix.encode(), c.window.bucket, c.window.n, 0))
+        (c.name, c.how, c.scale, 0, (c.prefix.encode(), c.window.bucket, c.window.n, 0))
         for c in counters
     ]
     if view.delayed:
@@ -186,7 +193,7 @@ def plan_reads(plan: Plan, view: FeatureView, entity_id: str, now: float) -> Non
     plan.reads.append(("HGETALL", view_key(view, entity_id)))
     out = plan.outputs
     for name, how, scale, _r, extra in c.template:
-        if how == "window":
+        if how in ("window", "max"):
             field_name, size, n, delay = extra
             k = int(now // size) - delay  # type: ignore[operator]
             out.append((name, how, scale, r, (field_name, k - n + 1, k)))  # type: ignore[operator]
@@ -217,10 +224,10 @@ def plan_writes(plan: Plan, view: FeatureView, event: FeatureEvent, entity_id: s
             v = event.attr(value)
             if v is not None:
                 items += ("V", name, v, ts)
-    for counted, when, p, size, keep in c.counter_writes:
+    for counted, when, p, size, keep, op in c.counter_writes:
         if when is None or kind in when:
             delta = 1 if counted is None else event.values.get(counted, 0)
-            items += ("A", p, int(ts // size), delta, keep)
+            items += (op, p, int(ts // size), delta, keep)
     if view.delayed:
         items += ("A", prefix("dn", DAY), int(ts // DAY), 1, view.delayed.span_days)
     items += ("M", "_w", ts)
@@ -317,6 +324,18 @@ def window_sum(h: dict[bytes, bytes], field_name: bytes, lo: int, hi: int) -> in
     return upper - before(x, total, lo)
 
 
+def window_max(h: dict[bytes, bytes], field_name: bytes, lo: int, hi: int) -> int:
+    """Largest value over buckets lo..hi from the field ``w:m,w:m,…`` (0 when none)."""
+    value = h.get(field_name)
+    best = 0
+    if value:
+        for part in value.split(b","):
+            w, _, m = part.partition(b":")
+            if lo <= int(w) <= hi:
+                best = max(best, int(m))
+    return best
+
+
 def decode(plan: Plan, results: Sequence[object]) -> FeatureValues:
     """Read replies -> feature values; a view whose last event is older than its TTL reads as
     all defaults (0, or None for last values and -1 for their age).  ``results`` of None
@@ -345,6 +364,8 @@ def decode(plan: Plan, results: Sequence[object]) -> FeatureValues:
             out[name] = 0.0
         elif how == "window":
             out[name] = window_sum(h, *extra) * scale  # type: ignore[arg-type]
+        elif how == "max":
+            out[name] = window_max(h, *extra) * scale  # type: ignore[arg-type]
         else:
             out[name] = float(h.get(extra[0]) or 0) * scale  # type: ignore[call-overload]
     return out

@@ -25,6 +25,7 @@ STORE_INPUTS: tuple[str, ...] = (
     "customer_txn.amount_mean_7d",
     "customer_txn.amount_mean_30d",
     "customer_txn.amount_sum_1d",
+    "customer_txn.amount_max_7d",
     "customer_txn.cards_1d",
     "customer_txn.cards_7d",
     "customer_txn.devices_7d",
@@ -66,6 +67,7 @@ REQUEST_INPUTS: tuple[str, ...] = (
     "amount_vs_customer_1d",
     "amount_vs_customer_7d",
     "amount_vs_customer_30d",
+    "amount_vs_customer_max_7d",
     "amount_vs_merchant_1d",
 )
 INPUTS: tuple[str, ...] = REQUEST_INPUTS + STORE_INPUTS
@@ -101,6 +103,7 @@ def assemble(store: Mapping[str, Array], amount: Array, ts: Array) -> npt.NDArra
         "amount_vs_customer_1d": _ratio(amount, col("customer_txn.amount_mean_1d")),
         "amount_vs_customer_7d": _ratio(amount, col("customer_txn.amount_mean_7d")),
         "amount_vs_customer_30d": _ratio(amount, col("customer_txn.amount_mean_30d")),
+        "amount_vs_customer_max_7d": _ratio(amount, col("customer_txn.amount_max_7d")),
         "amount_vs_merchant_1d": _ratio(amount, col("merchant_txn.amount_mean_1d")),
     }
     columns = [request[name] for name in REQUEST_INPUTS] + [col(name) for name in STORE_INPUTS]

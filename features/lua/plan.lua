@@ -41,6 +41,10 @@ local function write_hash(key, ttl, argv, a, n)
       want(p)
       items[#items + 1] = {kind, p, argv[a + 2], argv[a + 3], tonumber(argv[a + 4])}
       a = a + 5
+    elseif kind == 'X' then
+      want(argv[a + 1])
+      items[#items + 1] = {kind, argv[a + 1], argv[a + 2], argv[a + 3], tonumber(argv[a + 4])}
+      a = a + 5
     elseif kind == 'V' then
       want('t|' .. argv[a + 1])
       items[#items + 1] = {kind, argv[a + 1], argv[a + 2], argv[a + 3]}
@@ -76,6 +80,34 @@ local function write_hash(key, ttl, argv, a, n)
         put(p, (tonumber(t) + tonumber(d)) .. ';' .. ls .. ';' .. x)
       elseif k > last - keep then
         put(p, (tonumber(t) + tonumber(d)) .. ';' .. ls .. ';' .. late(x, k, tonumber(d)))
+      end
+    elseif kind == 'X' then
+      -- the field is "w:m,w:m,...": the largest value of each bucket within retention
+      local p, ks, vs, keep = it[2], it[3], it[4], it[5]
+      local k, v = tonumber(ks), tonumber(vs)
+      local entries, newest = {}, k
+      for ws, ms in string.gmatch(cur[p] or '', '(%-?%d+):(%-?%d+)') do
+        local w = tonumber(ws)
+        entries[#entries + 1] = {w, ws, ms}
+        if w > newest then newest = w end
+      end
+      if k > newest - keep then
+        local parts, placed = {}, false
+        for _, e in ipairs(entries) do
+          if e[1] > newest - keep then
+            if not placed and e[1] >= k then
+              if e[1] == k then
+                if v > tonumber(e[3]) then e[3] = vs end
+              else
+                parts[#parts + 1] = ks .. ':' .. vs
+              end
+              placed = true
+            end
+            parts[#parts + 1] = e[2] .. ':' .. e[3]
+          end
+        end
+        if not placed then parts[#parts + 1] = ks .. ':' .. vs end
+        put(p, table.concat(parts, ','))
       end
     elseif kind == 'V' then
       local old = tonumber(cur['t|' .. it[2]])
