@@ -132,6 +132,9 @@ def fraud_backtest(
     test_days: Annotated[int, typer.Option(min=1)] = 7,
     folds: Annotated[int, typer.Option(min=1, help="Prequential validation windows.")] = 4,
     scores_out: Annotated[Path | None, typer.Option(dir_okay=False)] = None,
+    model_out: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Export the model (ONNX) here.")
+    ] = None,
 ) -> None:
     """Train on a window, skip the label delay, score the test window; print metrics as JSON.
 
@@ -154,7 +157,22 @@ def fraud_backtest(
         raise typer.Exit(2) from None
     if scores_out is not None:
         result.scores.to_csv(scores_out, index=False)
-    print(json.dumps(result.summary(), indent=2))
+    summary = result.summary()
+    if model_out is not None and result.model is not None and result.check_rows is not None:
+        from training.fraud.export import export
+
+        exported = export(
+            result.model,
+            model_out,
+            check_rows=result.check_rows,
+            meta={"metrics": result.metrics, "protocol": str(protocol)},
+        )
+        summary["model"] = {
+            "path": str(model_out),
+            "version": exported.version,
+            "onnx_max_abs_diff": exported.meta["onnx_max_abs_diff"],
+        }
+    print(json.dumps(summary, indent=2))
 
 
 @app.command()

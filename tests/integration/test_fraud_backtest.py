@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from engine.fraud.inputs import INPUTS
+from engine.fraud.model import FraudModel, ModelError
 from serving.cli import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,6 +58,8 @@ def test_backtest_learns_and_writes_one_score_per_test_transaction(
             "2",
             "--scores-out",
             str(scores),
+            "--model-out",
+            str(tmp_path / "model"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -73,6 +77,19 @@ def test_backtest_learns_and_writes_one_score_per_test_transaction(
     test = test[(test.timestamp >= "2018-08-08") & (test.timestamp < "2018-08-15")]
     assert set(written.transaction_id) <= set(test.transaction_id)
     assert len(test) - len(written) == report["removed_known_compromised"]
+    # the exported ONNX model gives XGBoost's probabilities (checked at export, and here again)
+    assert report["model"]["onnx_max_abs_diff"] <= 1e-5
+    model = FraudModel.load(tmp_path / "model")
+    assert model.version == report["model"]["version"]
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["inputs"] == list(INPUTS)
+    assert meta["metrics"]["roc_auc"] == pytest.approx(report["roc_auc"])
+
+
+def test_a_model_trained_on_other_inputs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text(json.dumps({"version": "x", "inputs": ["amount"]}))
+    with pytest.raises(ModelError):
+        FraudModel.load(tmp_path)
 
 
 def test_backtest_names_the_bad_column(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ class Backtest:
     removed_known_compromised: int
     seconds: float
     scores: pd.DataFrame = field(repr=False)
+    model: xgb.XGBClassifier | None = field(default=None, repr=False)
+    check_rows: npt.NDArray[np.float32] | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -137,7 +139,7 @@ def run(
         if progress:
             progress(f"validated {params}: AP {mean['average_precision']:.3f}")
     best = max(validation, key=lambda v: v["average_precision"])["params"]
-    result, (train, test, score, _model) = evaluate(data, protocol, best)
+    result, (train, test, score, model) = evaluate(data, protocol, best)
     all_test = protocol.test_mask(data.ts)
     return Backtest(
         metrics=result,
@@ -149,6 +151,8 @@ def run(
         removed_known_compromised=int(all_test.sum() - test.sum()),
         seconds=time.perf_counter() - started,
         scores=pd.DataFrame({"transaction_id": data.transaction_id[test], "score": score}),
+        model=model,
+        check_rows=data.inputs[test],
     )
 
 
