@@ -51,7 +51,6 @@ class FeatureStore:
         self.backend = backend
         self.bulk = bulk or backend
         self.batch_size = batch_size
-        self.degraded_calls = 0
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, event: FeatureEvent, *, record: bool = True) -> FeatureRead:
@@ -79,7 +78,6 @@ class FeatureStore:
         try:
             ((duplicate, results),) = self.backend.run([plan])
         except BackendUnavailable as exc:
-            self.degraded_calls += 1
             log.warning("feature store unavailable, serving defaults: %s", exc)
             return FeatureRead(derive(decode(plan, [None] * len(plan.reads))), degraded=True)
         return FeatureRead(derive(decode(plan, results)), duplicate=duplicate)
@@ -100,7 +98,6 @@ class FeatureStore:
                     duplicates += duplicate
                     accepted += not duplicate
         except BackendUnavailable as exc:
-            self.degraded_calls += 1
             log.warning(
                 "feature store unavailable, %d writes not applied: %s",
                 len(plans) - accepted - duplicates,

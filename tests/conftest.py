@@ -60,25 +60,12 @@ from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.domain import LineRequest
 from engine.commerce.orders import OrderRequest, Orders
+from engine.commerce.schema import Base
 from engine.events import Event, MessageBus
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-COMMERCE_TABLES = (
-    "customers",
-    "channels",
-    "merchants",
-    "products",
-    "warehouses",
-    "stock",
-    "orders",
-    "order_lines",
-    "allocations",
-    "order_events",
-    "payments",
-    "chargebacks",
-    "interactions",
-)
+COMMERCE_TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------

@@ -30,21 +30,7 @@ from training.demo.warehouses import build_warehouses, stock_levels, warehouse_r
 Progress = Callable[[str, int, int], None]
 
 # Parents before children (foreign keys).
-TABLES = (
-    "channels",
-    "merchants",
-    "products",
-    "warehouses",
-    "customers",
-    "stock",
-    "orders",
-    "order_lines",
-    "allocations",
-    "order_events",
-    "payments",
-    "chargebacks",
-    "interactions",
-)
+TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 CHUNK = 5_000
 GENERATE_STEPS = 7
 
