@@ -145,14 +145,19 @@ class FeatureIngestor:
         bus.subscribe(InteractionsRecorded, self.handle)
 
     def handle(self, event: Event) -> None:
+        """Single domain events are written on the decision connection (short timeout): an
+        unreachable store must not stall an order.  Batches of storefront events use the bulk
+        connection."""
+        store = self.store
         if isinstance(event, PaymentAttempted):
-            self.store.record([payment_event(event)])
+            self._note(store.record([payment_event(event)], fast=True).degraded)
         elif isinstance(event, ChargebackFiled):
             if event.reason in FRAUD_REASONS:
-                self.store.record_labels([label_event(event)])
+                self._note(store.record_labels([label_event(event)], fast=True).degraded)
         elif isinstance(event, OrderPlaced):
-            self.store.record(order_line_events(event))
+            self._note(store.record(order_line_events(event), fast=True).degraded)
         elif isinstance(event, StockChanged):
-            self.store.set_stock([(event.sku, event.warehouse_id, event.on_hand - event.allocated)])
+            available = event.on_hand - event.allocated
+            self._note(not store.set_stock([(event.sku, event.warehouse_id, available)], fast=True))
         elif isinstance(event, InteractionsRecorded):
-            self.store.record([interaction_event(i) for i in event.items])
+            self._note(store.record([interaction_event(i) for i in event.items]).degraded)

@@ -83,18 +83,21 @@ class FeatureStore:
         return FeatureRead(derive(decode(plan, results)), duplicate=duplicate)
 
     # --- ingestion -----------------------------------------------------------------------------
-    def record(self, events: Sequence[FeatureEvent]) -> IngestResult:
+    def record(self, events: Sequence[FeatureEvent], *, fast: bool = False) -> IngestResult:
+        """Apply events (once per ``event_id``); ``fast`` uses the decision connection's short
+        timeout instead of the bulk one."""
         plans = [plan_event(e, read=False, record=True) for e in events]
-        return self._write_plans(plans)
+        return self._write_plans(plans, self.backend if fast else self.bulk)
 
-    def record_labels(self, labels: Sequence[LabelEvent]) -> IngestResult:
-        return self._write_plans([plan_label(label) for label in labels])
+    def record_labels(self, labels: Sequence[LabelEvent], *, fast: bool = False) -> IngestResult:
+        plans = [plan_label(label) for label in labels]
+        return self._write_plans(plans, self.backend if fast else self.bulk)
 
-    def _write_plans(self, plans: list[Plan]) -> IngestResult:
+    def _write_plans(self, plans: list[Plan], backend: Backend) -> IngestResult:
         accepted = duplicates = 0
         try:
             for i in range(0, len(plans), self.batch_size):
-                for duplicate, _ in self.bulk.run(plans[i : i + self.batch_size]):
+                for duplicate, _ in backend.run(plans[i : i + self.batch_size]):
                     duplicates += duplicate
                     accepted += not duplicate
         except BackendUnavailable as exc:
@@ -107,11 +110,12 @@ class FeatureStore:
         return IngestResult(accepted, duplicates)
 
     # --- stock mirror --------------------------------------------------------------------------
-    def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> bool:
+    def set_stock(self, entries: Sequence[tuple[str, str, int]], *, fast: bool = False) -> bool:
         """(sku, warehouse, available units) per row; False when the store is unreachable."""
+        backend = self.backend if fast else self.bulk
         try:
             for i in range(0, len(entries), self.batch_size):
-                self.bulk.set_stock(entries[i : i + self.batch_size])
+                backend.set_stock(entries[i : i + self.batch_size])
         except BackendUnavailable as exc:
             log.warning("stock mirror not updated: %s", exc)
             return False

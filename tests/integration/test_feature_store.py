@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -230,7 +231,7 @@ def test_blackholed_redis_times_out_fast() -> None:
 
 @pytest.fixture
 def commerce(
-    tmp_path, store: FeatureStore
+    tmp_path: Path, store: FeatureStore
 ) -> Iterator[tuple[Catalog, Orders, Interactions, Database]]:
     db = Database(f"sqlite:///{tmp_path}/c.db")
     db.migrate()
@@ -324,3 +325,45 @@ def test_late_events_land_in_their_bucket(store: FeatureStore) -> None:
     old = store.record([tx("too-late", T0 - 40 * DAY)])  # older than any window keeps
     assert old.accepted == 1
     assert store.read(ALL, now=T0 + 3 * DAY + 1).values["customer_txn.txn_count_30d"] == 3.0
+
+
+def test_commerce_keeps_working_and_reports_degraded_when_the_store_hangs(
+    tmp_path: Path,
+) -> None:
+    """A store that accepts connections but never answers: orders and events are still
+    written to SQL promptly (single events use the short decision timeout), and the ingestor
+    reports that the online store did not take them."""
+    with socket.socket() as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(64)
+        url = f"redis://127.0.0.1:{sink.getsockname()[1]}/0"
+        hung = FeatureStore(
+            RedisBackend(connect(url, timeout_ms=20)),
+            bulk=RedisBackend(connect(url, timeout_ms=200)),
+        )
+        db = Database(f"sqlite:///{tmp_path}/hung.db")
+        db.migrate()
+        bus = MessageBus()
+        ingestor = FeatureIngestor(hung)
+        ingestor.subscribe(bus)
+        catalog, orders, interactions = Catalog(db, bus), Orders(db, bus), Interactions(db, bus)
+        catalog.create_customer(id="c1", email="c1@example.com")
+        catalog.create_warehouse(id="w1", name="W1", country="DE")
+        catalog.create_product(
+            sku="S1", title="s", category="shoes", list_price=Decimal("5"), currency="EUR"
+        )
+        ingestor.reset_thread()
+        started = time.perf_counter()
+        catalog.set_stock("w1", "S1", 3)
+        placed = orders.place(OrderRequest("c1", "EUR", [LineRequest("S1", 1)]))
+        elapsed = time.perf_counter() - started
+        assert ingestor.degraded_in_thread() is True
+        assert elapsed < 1.0  # two events, each gives up at the 20 ms timeout
+        assert orders.get(placed.order.id).status == "placed"
+        ingestor.reset_thread()
+        recorded = interactions.record(
+            [InteractionRequest("hv1", "view", datetime.now(UTC), customer_id="c1", sku="S1")]
+        )
+        assert len(recorded.accepted) == 1  # in SQL: a rebuild brings it to Redis later
+        assert ingestor.degraded_in_thread() is True
+        db.dispose()
