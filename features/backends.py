@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import hiredis
 import redis
 
+from features.connection import ping
 from features.plan import ITEM_ARGS, SEEN_TTL, STOCK_TOTAL_KEY, Op, Plan, stock_key
 
 Result = tuple[bool, list[object]]  # (duplicate, one reply per read command)
@@ -189,10 +189,7 @@ class RedisBackend:
         return {sku: int(v) for sku, v in zip(skus, values, strict=True) if v is not None}
 
     def ping(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except REDIS_ERRORS:
-            return False
+        return ping(self.client)
 
     def close(self) -> None:
         self.client.close()
@@ -230,7 +227,6 @@ class MemoryBackend:
         self.zsets: dict[str, dict[str, float]] = {}
         self.sets: dict[str, set[str]] = {}
         self.seen: set[str] = set()
-        self.expiry: dict[str, float] = {}
 
     def run(self, plans: Sequence[Plan]) -> list[Result]:
         return [self._run(plan) for plan in plans]
@@ -294,7 +290,6 @@ class MemoryBackend:
             h = self.hashes.setdefault(key, {})
             for item in _items(op[4:], int(op[3])):
                 self._write_item(h, item)
-            self.expiry[key] = time.time() + float(op[2])
         elif kind == "Y":
             z = self.zsets.setdefault(key, {})
             member, ts = str(op[2]), float(op[3])
@@ -304,7 +299,6 @@ class MemoryBackend:
                 cutoff = float(str(op[4]).lstrip("("))
                 for m in [m for m, t in z.items() if t < cutoff]:
                     del z[m]
-            self.expiry[key] = time.time() + float(op[5])
         elif kind == "H":
             self.sets.setdefault(key, set()).add(str(op[2]))
 

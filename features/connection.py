@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import redis
 
-RedisClient = redis.Redis
-
 
 def connect(url: str, *, timeout_ms: int = 20, max_connections: int = 64) -> redis.Redis:
     """A client whose reads fail fast (``timeout_ms``) instead of stalling a decision."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.commerce.db import Database
+from engine.commerce.orders import chargeback_filed, order_placed, payment_attempted
 from engine.commerce.schema import (
     Chargeback,
     Customer,
@@ -23,13 +24,10 @@ from engine.commerce.schema import (
     Stock,
 )
 from engine.events import (
-    ChargebackFiled,
     Event,
     InteractionInfo,
     InteractionsRecorded,
     OrderLineInfo,
-    OrderPlaced,
-    PaymentAttempted,
     StockChanged,
 )
 
@@ -53,22 +51,7 @@ def payments(db: Database) -> Iterator[Event]:
     )
     with db.transaction(readonly=True) as s:
         for p, merchant, country, email in s.execute(stmt.execution_options(yield_per=CHUNK)):
-            yield PaymentAttempted(
-                payment_id=p.id,
-                order_id=p.order_id,
-                customer_id=p.customer_id,
-                merchant_id=merchant,
-                method=p.method,
-                amount=p.amount,
-                currency=p.currency,
-                status=p.status,
-                card_fingerprint=p.card_fingerprint,
-                device_id=p.device_id,
-                ip=p.ip,
-                email=email,
-                shipping_country=country,
-                occurred_at=p.created_at,
-            )
+            yield payment_attempted(p, merchant, email, country)
 
 
 def chargebacks(db: Database) -> Iterator[Event]:
@@ -80,18 +63,7 @@ def chargebacks(db: Database) -> Iterator[Event]:
     )
     with db.transaction(readonly=True) as s:
         for cb, p, merchant in s.execute(stmt.execution_options(yield_per=CHUNK)):
-            yield ChargebackFiled(
-                chargeback_id=cb.id,
-                order_id=cb.order_id,
-                payment_id=p.id,
-                customer_id=p.customer_id,
-                merchant_id=merchant,
-                card_fingerprint=p.card_fingerprint,
-                amount=cb.amount,
-                reason=cb.reason,
-                transaction_at=p.created_at,
-                occurred_at=cb.filed_at,
-            )
+            yield chargeback_filed(cb, p, merchant)
 
 
 def orders(db: Database) -> Iterator[Event]:
@@ -119,26 +91,12 @@ def orders(db: Database) -> Iterator[Event]:
         lines: list[OrderLineInfo] = []
         for row in s.execute(stmt.execution_options(yield_per=CHUNK)):
             if current is not None and current.id != row.id:
-                yield _order(current, lines)
+                yield order_placed(current, tuple(lines))
                 lines = []
             current = row
             lines.append(OrderLineInfo(row.sku, row.qty, row.unit_price, row.category))
         if current is not None:
-            yield _order(current, lines)
-
-
-def _order(row: Any, lines: list[OrderLineInfo]) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=row.id,
-        customer_id=row.customer_id,
-        channel=row.channel_id,
-        merchant_id=row.merchant_id,
-        currency=row.currency,
-        total=row.total,
-        shipping_country=row.shipping_country,
-        lines=tuple(lines),
-        occurred_at=row.created_at,
-    )
+            yield order_placed(current, tuple(lines))
 
 
 def interactions(db: Database) -> Iterator[Event]:

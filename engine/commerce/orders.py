@@ -232,23 +232,11 @@ class Orders:
             )
         )
         s.flush()
-        events.insert(
-            0,
-            OrderPlaced(
-                order_id=order.id,
-                customer_id=order.customer_id,
-                channel=order.channel_id,
-                merchant_id=order.merchant_id,
-                currency=order.currency,
-                total=order.total,
-                shipping_country=order.shipping_country,
-                occurred_at=now,
-                lines=tuple(
-                    OrderLineInfo(ln.sku, ln.qty, ln.unit_price, products[ln.sku].category)
-                    for ln in order.lines
-                ),
-            ),
+        lines = tuple(
+            OrderLineInfo(ln.sku, ln.qty, ln.unit_price, products[ln.sku].category)
+            for ln in order.lines
         )
+        events.insert(0, order_placed(order, lines))
         return order
 
     @staticmethod
@@ -459,21 +447,8 @@ class Orders:
             )
         )
         events.append(
-            PaymentAttempted(
-                payment_id=pay.id,
-                order_id=order.id,
-                customer_id=order.customer_id,
-                merchant_id=order.merchant_id,
-                method=pay.method,
-                amount=pay.amount,
-                currency=pay.currency,
-                status=pay.status,
-                card_fingerprint=pay.card_fingerprint,
-                device_id=pay.device_id,
-                ip=pay.ip,
-                email=_email(s, order.customer_id),
-                shipping_country=order.shipping_country,
-                occurred_at=now,
+            payment_attempted(
+                pay, order.merchant_id, _email(s, order.customer_id), order.shipping_country
             )
         )
         return pay
@@ -545,22 +520,61 @@ class Orders:
                     data={"chargeback_id": cb.id, "amount": str(cb.amount), "reason": reason},
                 )
             )
-            events.append(
-                ChargebackFiled(
-                    chargeback_id=cb.id,
-                    order_id=order.id,
-                    payment_id=pay.id,
-                    customer_id=order.customer_id,
-                    merchant_id=order.merchant_id,
-                    card_fingerprint=pay.card_fingerprint,
-                    amount=cb.amount,
-                    reason=reason,
-                    transaction_at=pay.created_at,
-                    occurred_at=filed,
-                )
-            )
+            events.append(chargeback_filed(cb, pay, order.merchant_id))
         self.bus.publish_all(events)
         return cb
+
+
+# --- domain events from rows (placement and the history replay share them) -------------------
+def order_placed(order: Any, lines: tuple[OrderLineInfo, ...]) -> OrderPlaced:
+    """``order``: an ``Order`` or a row with the same column names."""
+    return OrderPlaced(
+        order_id=order.id,
+        customer_id=order.customer_id,
+        channel=order.channel_id,
+        merchant_id=order.merchant_id,
+        currency=order.currency,
+        total=order.total,
+        shipping_country=order.shipping_country,
+        lines=lines,
+        occurred_at=order.created_at,
+    )
+
+
+def payment_attempted(
+    pay: Payment, merchant_id: str | None, email: str | None, shipping_country: str | None
+) -> PaymentAttempted:
+    return PaymentAttempted(
+        payment_id=pay.id,
+        order_id=pay.order_id,
+        customer_id=pay.customer_id,
+        merchant_id=merchant_id,
+        method=pay.method,
+        amount=pay.amount,
+        currency=pay.currency,
+        status=pay.status,
+        card_fingerprint=pay.card_fingerprint,
+        device_id=pay.device_id,
+        ip=pay.ip,
+        email=email,
+        shipping_country=shipping_country,
+        occurred_at=pay.created_at,
+    )
+
+
+def chargeback_filed(cb: Chargeback, pay: Payment, merchant_id: str | None) -> ChargebackFiled:
+    return ChargebackFiled(
+        chargeback_id=cb.id,
+        order_id=cb.order_id,
+        payment_id=pay.id,
+        customer_id=pay.customer_id,
+        merchant_id=merchant_id,
+        card_fingerprint=pay.card_fingerprint,
+        amount=cb.amount,
+        reason=cb.reason,
+        transaction_at=pay.created_at,
+        occurred_at=cb.filed_at,
+    )
 
 
 def _email(s: Session, customer_id: str) -> str | None:
