@@ -10,10 +10,15 @@ from engine.commerce.db import Database
 from engine.commerce.interactions import Interactions
 from engine.commerce.orders import Orders
 from engine.events import MessageBus
+from engine.fraud.config import FraudConfig
+from engine.fraud.log import DecisionLog
+from engine.fraud.service import FraudService
 from features.backends import RedisBackend
 from features.connection import connect
+from features.fraud import TransactionFeatures
 from features.ingest import FeatureIngestor
 from features.store import FeatureStore
+from serving.models import load_fraud_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,14 +34,19 @@ class Container:
     interactions: Interactions
     features: FeatureStore
     ingestor: FeatureIngestor
+    fraud: FraudService
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.fraud.decisions.close()
         self.db.dispose()
         self.features.close()
 
 
-def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Container:
+def bootstrap(
+    settings: Settings | None = None, *, migrate: bool = True, load_models: bool = True
+) -> Container:
+    """``load_models=False`` skips the fraud model (CLI commands that do not score)."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url())
@@ -58,6 +68,12 @@ def bootstrap(settings: Settings | None = None, *, migrate: bool = True) -> Cont
         interactions=Interactions(db, bus),
         features=features,
         ingestor=ingestor,
+        fraud=FraudService(
+            TransactionFeatures(features),
+            FraudConfig(db),
+            DecisionLog(db),
+            model=load_fraud_model(settings) if load_models else None,
+        ),
     )
     container.versions = _versions()
     return container

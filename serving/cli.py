@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import secrets
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import SecretStr
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.errors import CartwiseError
+from serving.cli_common import console, settings_from_env
+from serving.cli_fraud import fraud_app, train_demo_model
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,17 +31,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
-fraud_app = typer.Typer(help="Fraud model: backtests and training.", no_args_is_help=True)
 app.add_typer(fraud_app, name="fraud")
-console = Console()
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    return settings
 
 
 @db_app.command("upgrade")
@@ -51,8 +39,8 @@ def db_upgrade() -> None:
     """Apply Alembic migrations up to the newest revision."""
     from serving.bootstrap import bootstrap
 
-    settings = _settings()
-    bootstrap(settings, migrate=True).close()
+    settings = settings_from_env()
+    bootstrap(settings, migrate=True, load_models=False).close()
     console.print(f"[green]schema up to date[/] at {settings.resolved_database_url()}")
 
 
@@ -63,7 +51,7 @@ def features_rebuild() -> None:
     from features.rebuild import rebuild
     from serving.bootstrap import bootstrap
 
-    container = bootstrap(_settings(), migrate=True)
+    container = bootstrap(settings_from_env(), migrate=True, load_models=False)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -114,65 +102,11 @@ def features_inspect(entity: str, entity_id: str) -> None:
     except ValueError:
         console.print(f"[red]unknown entity {entity!r}; one of {[e.value for e in Entity]}[/]")
         raise typer.Exit(2) from None
-    container = bootstrap(_settings(), migrate=False)
+    container = bootstrap(settings_from_env(), migrate=False, load_models=False)
     try:
         console.print_json(json.dumps(container.features.inspect(kind, entity_id), default=str))
     finally:
         container.close()
-
-
-@fraud_app.command("backtest")
-def fraud_backtest(
-    transactions: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="CSV / CSV.gz / Parquet transactions.")
-    ],
-    train_start: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"])],
-    train_days: Annotated[int, typer.Option(min=1)] = 7,
-    delay_days: Annotated[int, typer.Option(min=0)] = 7,
-    test_days: Annotated[int, typer.Option(min=1)] = 7,
-    folds: Annotated[int, typer.Option(min=1, help="Prequential validation windows.")] = 4,
-    scores_out: Annotated[Path | None, typer.Option(dir_okay=False)] = None,
-    model_out: Annotated[
-        Path | None, typer.Option(file_okay=False, help="Export the model (ONNX) here.")
-    ] = None,
-) -> None:
-    """Train on a window, skip the label delay, score the test window; print metrics as JSON.
-
-    Hyper-parameters are chosen on earlier windows (prequential), never on the test window."""
-    import json
-
-    from features.offline import load_table
-    from training.fraud.backtest import prepare, run
-    from training.fraud.protocol import Protocol
-
-    err = Console(stderr=True)
-    protocol = Protocol(train_start.date(), train_days, delay_days, test_days)
-    try:
-        with err.status("reading transactions and computing features…"):
-            data = prepare(load_table(transactions))
-        with err.status("validating and training…") as status:
-            result = run(data, protocol, folds=folds, progress=lambda m: status.update(m))
-    except CartwiseError as exc:
-        err.print(f"[red]{exc.code}: {exc.message}[/]")
-        raise typer.Exit(2) from None
-    if scores_out is not None:
-        result.scores.to_csv(scores_out, index=False)
-    summary = result.summary()
-    if model_out is not None and result.model is not None and result.check_rows is not None:
-        from training.fraud.export import export
-
-        exported = export(
-            result.model,
-            model_out,
-            check_rows=result.check_rows,
-            meta={"metrics": result.metrics, "protocol": str(protocol)},
-        )
-        summary["model"] = {
-            "path": str(model_out),
-            "version": exported.version,
-            "onnx_max_abs_diff": exported.meta["onnx_max_abs_diff"],
-        }
-    print(json.dumps(summary, indent=2))
 
 
 @app.command()
@@ -189,8 +123,8 @@ def seed(
     from serving.bootstrap import bootstrap
     from training.demo.seed import SeedConfig, seed_store
 
-    settings = _settings()
-    container = bootstrap(settings, migrate=True)
+    settings = settings_from_env()
+    container = bootstrap(settings, migrate=True, load_models=False)
     config = SeedConfig(
         seed=seed,
         customers=customers,
@@ -247,7 +181,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API on Ray Serve until Ctrl-C."""
-    settings = _settings()
+    settings = settings_from_env()
     redis_proc = _embedded_redis(settings) if embedded_redis else None
     try:
         _serve_until_interrupted(settings)
@@ -262,19 +196,20 @@ def demo(
     products: Annotated[int, typer.Option(min=1)] = 500,
 ) -> None:
     """Everything `make run` does: Redis if needed, schema, demo data if empty, serve."""
-    settings = _with_admin_token(_settings())
+    settings = _with_admin_token(settings_from_env())
     from serving.bootstrap import bootstrap
     from training.demo.seed import SeedConfig, seed_store
 
     redis_proc = _embedded_redis(settings)
     try:
-        container = bootstrap(settings, migrate=True)
+        container = bootstrap(settings, migrate=True, load_models=False)
         try:
             if not container.catalog.list_products(limit=1).items:
                 console.print("[bold]seeding the demo store…[/]")
                 config = SeedConfig(seed=seed_value, customers=customers, products=products)
                 _print_summary(_run_seed(container.db, config, seed_store))
                 _rebuild_features(container)
+            train_demo_model(settings, container.db)
         finally:
             container.close()
         _serve_until_interrupted(settings, hints=True)
@@ -341,6 +276,10 @@ def _print_hints(url: str, settings: Settings) -> None:
   curl -X POST {url}/v1/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
        -d '{{"customer_id": "cus_000001", "currency": "EUR",
             "lines": [{{"sku": "SKU-00001", "qty": 1}}]}}'
+  curl -X POST {url}/v1/fraud/score -H 'Content-Type: application/json' \\
+       -d '{{"transaction_id": "demo-tx-1", "customer_id": "cus_000001", "amount": 249.9,
+            "currency": "EUR", "card": {{"fingerprint": "fp-demo", "country": "DE"}}}}'
+  curl {url}/v1/fraud/rules -H "Authorization: Bearer {token}"
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
 Ctrl-C stops everything this command started.

@@ -13,8 +13,10 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
+from engine.fraud.decision import Policy
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
+from serving.models import load_fraud_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,17 @@ class CartwiseApi:
 
     def __serve_build_asgi_app__(self):  # called by Serve after __init__
         return create_app(self.container)
+
+    def reconfigure(self, config: dict[str, Any] | None) -> None:
+        """``user_config`` of serving/config.yaml, applied without restarting the replica:
+        ``fraud: {model, elevated_at, highest_at, elevated_outcome, highest_outcome, reasons}``."""
+        fraud = dict((config or {}).get("fraud") or {})
+        spec = fraud.pop("model", None)
+        service = self.container.fraud
+        service.use_policy(Policy.from_config(fraud))
+        if spec:
+            service.use_model(load_fraud_model(self.container.settings, str(spec)))
+        log.info("reconfigured: fraud policy %s, model %s", service.policy, spec or "unchanged")
 
     def check_health(self) -> None:
         if not self.container.db.ping():

@@ -40,7 +40,9 @@ def serve_app(settings: Settings, *, wait_s: float = 120) -> str:
 
     from serving.deployment import build, settings_args
 
-    bootstrap(settings, migrate=True).close()  # schema first, once, before replicas start
+    bootstrap(
+        settings, migrate=True, load_models=False
+    ).close()  # schema first, once, before replicas start
     start_ray(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings_args(settings)), name=APP_NAME, route_prefix="/", blocking=False)

@@ -31,8 +31,25 @@ class Settings(BaseSettings):
     replica_cpus: float = Field(0.5, gt=0, le=8, description="CPUs reserved per replica.")
     ray_address: str = Field("local", description="'local' starts Ray in-process; or host:port.")
     log_level: str = Field("INFO")
+    mlflow_uri: str = Field(
+        "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."
+    )
+    fraud_model_name: str = Field("cartwise-fraud", description="Registered fraud model name.")
+    fraud_model: str = Field(
+        "champion",
+        description="Fraud model to serve: a registry alias, a version, or a model directory.",
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cartwise.db').resolve()}"
+
+    def resolved_mlflow_uri(self) -> str:
+        if self.mlflow_uri:
+            return self.mlflow_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    def mlflow_artifacts(self) -> Path:
+        """Where a local registry keeps model files (runs' artifacts)."""
+        return (self.data_dir / "mlartifacts").resolve()

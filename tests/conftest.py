@@ -32,6 +32,12 @@ Failure injection
         ``UTCDateTime`` column type refuses at flush, so the transaction fails after the work was
         planned (to prove nothing is written and no event is published).
 
+Fraud models
+    ``fraud_transactions`` (session): payment attempts of a small seeded demo store (SQLite),
+        labelled by its chargebacks, in the transactions import format.
+    ``fraud_model_dir`` (session): an XGBoost model trained on them and exported (ONNX +
+        ``model.json`` + ``trees.npz``), version ``"test-1"``.
+
 Concurrency
     ``run_concurrently``: ``run_concurrently(fn, n) -> list[Outcome]`` runs ``fn(i)`` for
         ``i in range(n)`` on ``n`` threads released together by a ``threading.Barrier``; each
@@ -329,3 +335,44 @@ def _run_concurrently(fn: Callable[[int], Any], n: int, *, timeout: float = 120.
 @pytest.fixture
 def run_concurrently() -> Callable[..., list[Outcome]]:
     return _run_concurrently
+
+
+# --- fraud models ---------------------------------------------------------------------------------
+
+FRAUD_SEED_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def fraud_transactions(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from training.demo.seed import SeedConfig, seed_store
+    from training.fraud.dataset import transactions_from_db
+
+    db = Database(f"sqlite:///{tmp_path_factory.mktemp('fraud-store') / 'store.db'}")
+    db.migrate()
+    config = SeedConfig(
+        seed=11,
+        customers=400,
+        products=80,
+        merchants=10,
+        days=30,
+        fraud_rate=0.04,
+        end=FRAUD_SEED_END,
+    )
+    seed_store(db, config)
+    try:
+        return transactions_from_db(db, as_of=FRAUD_SEED_END)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(scope="session")
+def fraud_model_dir(fraud_transactions: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.fraud.backtest import fit, prepare
+    from training.fraud.export import export
+
+    data = prepare(fraud_transactions)
+    rows = data.label >= 0
+    model = fit(data, rows, {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.2})
+    directory = tmp_path_factory.mktemp("fraud-model")
+    export(model, directory, check_rows=data.inputs[:200], meta={"version": "test-1"})
+    return directory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serving.api import commerce, errors, features
+from serving.api import commerce, errors, features, fraud
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
@@ -20,6 +20,7 @@ def create_app(container: Container) -> FastAPI:
     errors.install(app)
     app.include_router(commerce.router)
     app.include_router(features.router)
+    app.include_router(fraud.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):

@@ -1,7 +1,8 @@
 """One Ray Serve app per test session, driven over real HTTP.
 
 Serve starts on a free loopback port against a fresh SQLite database and the Redis at
-``CARTWISE_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 15).
+``CARTWISE_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 15), serving the fraud model of
+the ``fraud_model_dir`` fixture.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,9 +27,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def serve_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Path) -> Settings:
     return Settings(
         data_dir=tmp_path_factory.mktemp("serve"),
+        fraud_model=str(fraud_model_dir),
         redis_url=os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
         http_port=_free_port(),
         admin_token=ADMIN_TOKEN,

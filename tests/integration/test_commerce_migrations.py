@@ -1,4 +1,4 @@
-"""The Alembic migration builds exactly the schema the models describe, on both databases."""
+"""The Alembic migrations build exactly the schema the models describe, on both databases."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+import engine.fraud.schema  # noqa: F401  (the fraud tables share the metadata)
 from engine.commerce.catalog import Catalog
-from engine.commerce.db import Database
+from engine.commerce.db import MIGRATIONS, Database
 from engine.commerce.schema import Base
 
 pytestmark = pytest.mark.integration
@@ -41,8 +42,32 @@ def test_migrating_twice_is_harmless_and_keeps_data(db: Database, catalog: Catal
     db.migrate()
     with db.engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    assert versions == ["0001"]
+    assert versions == [_head()]
     assert catalog.get_product("KEEP").list_price == Decimal("1.00")
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_the_fraud_migration_downgrades_and_upgrades_again(db: Database) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection_engine"] = db.engine
+    command.downgrade(cfg, "0001")
+    assert not {t for t in inspect(db.engine).get_table_names() if t.startswith("fraud_")}
+    db.migrate()
+    assert _diff(db) == []
+    with db.engine.connect() as conn:
+        rules = conn.execute(text("SELECT count(*) FROM fraud_rules")).scalar_one()
+    assert rules == 10  # the default list rules
     assert _diff(db) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import engine.fraud.schema  # noqa: F401  (registers the fraud tables)
 from engine.commerce.schema import Base
 
 config = context.config

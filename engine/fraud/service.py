@@ -1,0 +1,224 @@
+"""A fraud decision from end to end: features (one round trip), model, rules, reasons, log.
+
+``FraudService.score`` is what the checkout endpoint calls.  It reads the transaction's
+features and records the attempt in the same round trip (through ``FeaturePort``), scores the
+model inputs with ONNX Runtime on one thread, evaluates the rules (challenge → allow → block →
+review; shadow rules only recorded), falls back to the policy's score thresholds when no active
+rule decides, explains every non-allow outcome, and queues the decision for the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from engine.commerce.ids import new_id
+from engine.errors import Conflict, Unavailable, ValidationError
+from engine.fraud.attributes import request_attributes
+from engine.fraud.config import FraudConfig
+from engine.fraud.decision import (
+    Decision,
+    FeaturePort,
+    FeatureSnapshot,
+    Outcome,
+    Policy,
+    ScoreRequest,
+    risk_score,
+)
+from engine.fraud.inputs import INPUTS, assemble
+from engine.fraud.log import DecisionLog, DecisionNotFound
+from engine.fraud.model import FraudModel
+
+log = logging.getLogger(__name__)
+FRAUD_LABELS = frozenset({"fraud", "chargeback"})
+
+
+class ModelUnavailable(Unavailable):
+    code = "model_unavailable"
+
+
+class TransactionReused(Conflict):
+    code = "transaction_id_reused"
+
+
+class FraudService:
+    def __init__(
+        self,
+        features: FeaturePort,
+        config: FraudConfig,
+        decisions: DecisionLog,
+        model: FraudModel | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self.features = features
+        self.config = config
+        self.decisions = decisions
+        self.model = model
+        self.policy = policy or Policy()
+
+    def use_model(self, model: FraudModel | None) -> None:
+        self.model = model  # one attribute swap: requests in flight keep the model they read
+
+    def use_policy(self, policy: Policy) -> None:
+        self.policy = policy
+
+    # --- scoring -------------------------------------------------------------------------------
+    def score(self, request: ScoreRequest) -> Decision:
+        model, policy = self.model, self.policy
+        if model is None:
+            raise ModelUnavailable(
+                "no fraud model is loaded; train one with `cartwise fraud train`"
+            )
+        request = request.validated()
+        snapshot = self.features.decide(request)
+        if snapshot.duplicate:
+            previous = self.decisions.by_transaction(request.transaction_id)
+            if previous is not None:
+                return self._replay(previous, request)
+        decision = self._decide(request, snapshot, model, policy)
+        self.decisions.append(decision)
+        return decision
+
+    def _decide(
+        self, request: ScoreRequest, snapshot: FeatureSnapshot, model: FraudModel, policy: Policy
+    ) -> Decision:
+        store = {k: np.array([v], dtype=np.float64) for k, v in _numbers(snapshot.values)}
+        ts = request.ts.timestamp()
+        row = assemble(store, np.array([float(request.amount)]), np.array([ts]))
+        probability = float(model.probabilities(row)[0])
+        score = risk_score(probability)
+        attributes = self._attributes(request, snapshot, row[0], probability, score)
+        config = self.config.snapshot()
+        verdict = config.rules.evaluate(attributes, config.lists)
+        level = policy.level(score)
+        outcome: Outcome = verdict.action or policy.outcome(level)
+        reasons = (
+            tuple(model.reasons(row[0], policy.reasons))
+            if outcome != "allow" and policy.reasons
+            else ()
+        )
+        decisive = verdict.rule.rule_id if verdict.rule else None
+        matched = tuple(
+            {
+                "id": m.rule_id,
+                "name": m.name,
+                "action": m.action,
+                "mode": m.mode,
+                "decisive": m.rule_id == decisive,
+            }
+            for m in verdict.matched
+        )
+        return Decision(
+            decision_id=new_id("dec"),
+            transaction_id=request.transaction_id,
+            customer_id=request.customer_id,
+            merchant_id=request.merchant_id,
+            amount=request.amount,
+            currency=request.currency,
+            tx_at=request.ts,
+            probability=round(probability, 6),
+            risk_score=score,
+            risk_level=level,
+            outcome=outcome,
+            reasons=reasons,
+            matched_rules=matched,
+            rule_id=decisive,
+            model_version=model.version,
+            features_degraded=snapshot.degraded,
+            attributes=_request_only(attributes),
+            inputs=tuple(float(x) for x in row[0]),
+        )
+
+    def _attributes(
+        self,
+        request: ScoreRequest,
+        snapshot: FeatureSnapshot,
+        row: np.ndarray[Any, Any],
+        probability: float,
+        score: int,
+    ) -> dict[str, Any]:
+        card = request.card
+        out: dict[str, Any] = dict(snapshot.values)
+        out.update(zip(INPUTS, row.tolist(), strict=True))
+        out.update(
+            request_attributes(
+                amount=float(request.amount),
+                currency=request.currency,
+                payment_method=request.payment_method,
+                customer_id=request.customer_id,
+                merchant_id=request.merchant_id,
+                channel=request.channel,
+                card_fingerprint=card.fingerprint if card else None,
+                card_bin=card.bin if card else None,
+                card_country=card.country if card else None,
+                card_last4=card.last4 if card else None,
+                device_id=request.device_id,
+                ip=request.ip,
+                email=request.email,
+                billing_country=request.billing_country,
+                shipping_country=request.shipping_country,
+                item_count=request.item_count,
+                ts=request.ts.timestamp(),
+            )
+        )
+        out["probability"] = probability
+        out["risk_score"] = score
+        return out
+
+    def _replay(self, previous: Decision, request: ScoreRequest) -> Decision:
+        if previous.amount != request.amount or previous.customer_id != request.customer_id:
+            raise TransactionReused(
+                f"transaction {request.transaction_id!r} was scored with another amount or "
+                "customer; send a new transaction_id",
+                field="transaction_id",
+            )
+        return replace(previous, replayed=True)
+
+    # --- feedback ------------------------------------------------------------------------------
+    def feedback(
+        self,
+        *,
+        decision_id: str | None,
+        transaction_id: str | None,
+        label: str,
+        reported_at: datetime | None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a label with its decision; fraud labels also feed the label-delayed features."""
+        if bool(decision_id) == bool(transaction_id):
+            raise ValidationError(
+                "send exactly one of decision_id and transaction_id", field="decision_id"
+            )
+        reported_at = reported_at or datetime.now(UTC)
+        if reported_at.tzinfo is None:
+            raise ValidationError("reported_at needs a time zone", field="reported_at")
+        if decision_id:
+            decision = self.decisions.get(decision_id)
+        else:
+            found = self.decisions.by_transaction(str(transaction_id))
+            if found is None:
+                raise DecisionNotFound(
+                    f"no decision for transaction {transaction_id!r}", field="transaction_id"
+                )
+            decision = found
+        if reported_at < decision.tx_at:
+            raise ValidationError("reported_at is before the transaction", field="reported_at")
+        stored = self.decisions.add_feedback(decision, label, reported_at, note)
+        degraded = False
+        if label in FRAUD_LABELS:
+            degraded = not self.features.label(decision, fraud=True, reported_at=reported_at)
+        return {**stored, "features_degraded": degraded}
+
+
+def _numbers(values: Mapping[str, float | str | None]) -> list[tuple[str, float]]:
+    return [(k, float(v)) for k, v in values.items() if isinstance(v, float | int)]
+
+
+def _request_only(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What the log keeps of the attributes: the request's own (inputs are kept separately)."""
+    return {k: v for k, v in attributes.items() if "." not in k and k not in INPUTS}

@@ -1,0 +1,242 @@
+"""Fraud decisions in-process on the real parts: Redis features, SQL log/rules/lists, ONNX model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.commerce.db import Database
+from engine.errors import NotFound, ValidationError
+from engine.fraud.config import FraudConfig
+from engine.fraud.decision import Card, CardNumberRefused, Policy, ScoreRequest
+from engine.fraud.log import DecisionLog
+from engine.fraud.model import FraudModel
+from engine.fraud.service import FraudService, ModelUnavailable, TransactionReused
+from features.backends import RedisBackend
+from features.connection import connect
+from features.definitions import Entity
+from features.fraud import TransactionFeatures
+from features.store import FeatureStore
+
+pytestmark = pytest.mark.integration
+URL = os.environ.get("CARTWISE_TEST_REDIS_URL_FRAUD", "redis://127.0.0.1:6379/10")
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def client() -> Iterator[redis.Redis]:
+    c = connect(URL, timeout_ms=2000)
+    c.flushdb()
+    yield c
+    c.flushdb()
+    c.close()
+
+
+@pytest.fixture
+def model(fraud_model_dir: Path) -> FraudModel:
+    return FraudModel.load(fraud_model_dir)
+
+
+@pytest.fixture
+def store(client: redis.Redis) -> FeatureStore:
+    return FeatureStore(RedisBackend(client))
+
+
+@pytest.fixture
+def service(db: Database, store: FeatureStore, model: FraudModel) -> Iterator[FraudService]:
+    svc = FraudService(
+        TransactionFeatures(store), FraudConfig(db, poll_s=0), DecisionLog(db), model=model
+    )
+    yield svc
+    svc.decisions.close()
+
+
+def req(tid: str, amount: str = "25.00", ts: datetime = NOW, **kw: object) -> ScoreRequest:
+    base: dict[str, object] = {
+        "customer_id": "cus-1",
+        "currency": "EUR",
+        "card": Card(fingerprint="fp-1", bin="424242", country="DE", last4="4242"),
+        "device_id": "dev-1",
+        "ip": "10.1.2.3",
+        "email": "Ann@Example.com",
+        "merchant_id": "m-1",
+        "shipping_country": "DE",
+    }
+    return ScoreRequest(transaction_id=tid, amount=Decimal(amount), ts=ts, **(base | kw))  # type: ignore[arg-type]
+
+
+def test_a_decision_reads_features_records_the_attempt_and_is_logged(
+    service: FraudService, store: FeatureStore
+) -> None:
+    first = service.score(req("t1", ts=NOW - timedelta(minutes=2)))
+    assert first.outcome in ("allow", "review", "block", "challenge")
+    assert 0 <= first.risk_score <= 100 and 0.0 <= first.probability <= 1.0
+    assert first.model_version == "test-1" and first.features_degraded is False
+    second = service.score(req("t2", ts=NOW - timedelta(minutes=1)))
+    # the first attempt was recorded: the second sees one earlier transaction of the customer
+    assert second.inputs != first.inputs
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp())
+    assert read.values["customer_txn.txn_count_10m"] == 2.0
+    logged = service.decisions.get(first.decision_id)
+    assert logged.transaction_id == "t1" and logged.outcome == first.outcome
+    assert logged.attributes["email"] == "ann@example.com"
+    assert logged.attributes["email_domain"] == "example.com"
+    assert len(logged.inputs) == len(first.inputs) and logged.inputs == first.inputs
+
+
+def test_scoring_a_transaction_again_replays_the_first_decision(
+    service: FraudService, store: FeatureStore
+) -> None:
+    first = service.score(req("t1"))
+    again = service.score(req("t1"))
+    assert again.replayed and again.decision_id == first.decision_id
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.txn_count_10m"] == 1.0
+    with pytest.raises(TransactionReused) as err:
+        service.score(req("t1", amount="26.00"))
+    assert err.value.field == "transaction_id"
+
+
+def test_block_list_decides_and_non_allow_outcomes_carry_reasons(service: FraudService) -> None:
+    service.config.add_items("block_card_fingerprints", [("fp-bad", "stolen")])
+    d = service.score(req("t1", card=Card(fingerprint="fp-bad")))
+    assert d.outcome == "block" and d.rule_id == "block-listed-card-fingerprints"
+    assert [m["decisive"] for m in d.matched_rules] == [True]
+    assert d.reasons and all(r.contribution > 0 for r in d.reasons)
+    assert service.score(req("t2")).rule_id is None  # another card is not listed
+
+
+def test_allow_list_beats_block_and_shadow_rules_only_record(service: FraudService) -> None:
+    service.config.add_items("block_emails", [("ann@example.com", None)])
+    service.config.add_items("allow_card_fingerprints", [("fp-1", "vip")])
+    service.config.create_rule(
+        {"name": "big basket", "expression": ":amount: > 10", "action": "block", "mode": "shadow"}
+    )
+    d = service.score(req("t1"))
+    assert d.outcome == "allow" and d.rule_id == "allow-listed-card-fingerprints"
+    matched = {m["id"]: m for m in d.matched_rules}
+    assert set(matched) == {"allow-listed-card-fingerprints", "block-listed-emails", "big-basket"}
+    assert matched["big-basket"]["mode"] == "shadow" and not matched["big-basket"]["decisive"]
+
+
+def test_policy_thresholds_pick_the_outcome_when_no_rule_decides(service: FraudService) -> None:
+    service.use_policy(Policy(elevated_at=0, highest_at=100, elevated_outcome="challenge"))
+    d = service.score(req("t1"))
+    assert d.risk_level == "elevated" and d.outcome == "challenge" and d.reasons
+    service.use_policy(Policy(elevated_at=100, highest_at=100))
+    d = service.score(req("t2"))
+    assert d.risk_level == "normal" and d.outcome == "allow" and d.reasons == ()
+
+
+@pytest.mark.parametrize(
+    ("field", "changes"),
+    [
+        ("email", {"email": "4111 1111 1111 1111"}),
+        ("card.fingerprint", {"card": Card(fingerprint="4111111111111111")}),
+        ("device_id", {"device_id": "5500-0000-0000-0004"}),
+    ],
+)
+def test_a_card_number_is_refused_and_never_stored(
+    service: FraudService, client: redis.Redis, field: str, changes: dict[str, object]
+) -> None:
+    with pytest.raises(CardNumberRefused) as err:
+        service.score(req("t1", **changes))
+    assert err.value.field == field and "4111" not in err.value.message
+    assert service.decisions.by_transaction("t1") is None
+    assert client.dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "changes"),
+    [
+        ("amount", {"amount": "-1.00"}),
+        ("currency", {"currency": "XXQ"}),
+        ("timestamp", {"ts": NOW + timedelta(days=1)}),
+        ("shipping_country", {"shipping_country": "ZZ"}),
+        ("card.bin", {"card": Card(bin="12ab")}),
+    ],
+)
+def test_bad_input_names_the_field_and_writes_nothing(
+    service: FraudService, client: redis.Redis, field: str, changes: dict[str, object]
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        service.score(req("t1", **changes))
+    assert err.value.field == field
+    assert client.dbsize() == 0 and service.decisions.by_transaction("t1") is None
+
+
+def test_feedback_is_stored_with_the_decision_and_feeds_label_features(
+    service: FraudService, store: FeatureStore
+) -> None:
+    tx_at = NOW - timedelta(days=2)
+    d = service.score(req("t1", ts=tx_at))
+    fb = service.feedback(
+        decision_id=None, transaction_id="t1", label="chargeback", reported_at=NOW
+    )
+    assert fb["decision_id"] == d.decision_id and fb["features_degraded"] is False
+    read = store.read({Entity.CUSTOMER: "cus-1", Entity.CARD: "fp-1"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.frauds_known"] == 1.0
+    assert read.values["card_txn.frauds_known"] == 1.0
+    # the same transaction labelled again (analyst confirms) is kept, but counted once
+    service.feedback(decision_id=d.decision_id, transaction_id=None, label="fraud", reported_at=NOW)
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.frauds_known"] == 1.0
+    assert [f["label"] for f in service.decisions.feedback(d.decision_id)] == [
+        "chargeback",
+        "fraud",
+    ]
+
+
+def test_feedback_errors_name_the_field(service: FraudService) -> None:
+    d = service.score(req("t1"))
+    with pytest.raises(NotFound):
+        service.feedback(
+            decision_id="dec_nope", transaction_id=None, label="fraud", reported_at=NOW
+        )
+    with pytest.raises(ValidationError) as err:
+        service.feedback(decision_id=None, transaction_id=None, label="fraud", reported_at=NOW)
+    assert err.value.field == "decision_id"
+    with pytest.raises(ValidationError) as err:
+        service.feedback(
+            decision_id=d.decision_id,
+            transaction_id=None,
+            label="fraud",
+            reported_at=NOW - timedelta(days=1),
+        )
+    assert err.value.field == "reported_at"
+    assert service.decisions.feedback(d.decision_id) == []
+
+
+def test_without_a_model_scoring_is_unavailable(service: FraudService) -> None:
+    service.use_model(None)
+    with pytest.raises(ModelUnavailable):
+        service.score(req("t1"))
+
+
+def test_unreachable_redis_still_decides_and_says_degraded(db: Database, model: FraudModel) -> None:
+    dead = FeatureStore(RedisBackend(connect("redis://127.0.0.1:1/0", timeout_ms=20)))
+    svc = FraudService(TransactionFeatures(dead), FraudConfig(db), DecisionLog(db), model=model)
+    try:
+        d = svc.score(req("t1"))
+        assert d.features_degraded is True
+        assert svc.decisions.get(d.decision_id).features_degraded is True
+    finally:
+        svc.decisions.close()
+
+
+def test_rule_edits_reach_other_replicas_through_the_version_counter(
+    service: FraudService, db: Database
+) -> None:
+    other = FraudConfig(db, poll_s=0)
+    before = other.snapshot().version
+    service.config.create_rule(
+        {"name": "huge", "expression": ":amount: > 5000", "action": "review"}
+    )
+    after = other.snapshot()
+    assert after.version > before and "huge" in {r.id for r in after.rules.rules}

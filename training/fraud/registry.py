@@ -1,0 +1,289 @@
+"""Versioned fraud models in an MLflow tracking server and model registry.
+
+A training is one MLflow run (parameters, metrics, plots under ``plots/``, the model directory —
+``model.onnx`` and ``model.json`` — under ``model/``) and one version of the registered model.
+The alias ``champion`` names the version serving should load.  ``model.json``'s ``version`` is
+the registered version: the version is created first, then written into the file, then the
+files are logged, so a downloaded model always says which version it is.
+
+Locally (``sqlite:///…`` or a ``file:`` URI) the experiment's artifacts go under ``artifacts``;
+with a remote tracking server they go where the server says.  MLflow is imported lazily (it
+takes a second or two) and its chatter (INFO logs, warnings, usage telemetry) is turned off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from engine.errors import CartwiseError, NotFound
+
+CHAMPION = "champion"
+MODEL_PATH = "model"
+PLOTS_PATH = "plots"
+MODEL_FILES = ("model.onnx", "model.json")
+_QUIET_LOGGERS = ("mlflow", "alembic", "databricks", "urllib3", "git")
+
+
+class RegistryError(CartwiseError):
+    code = "model_registry_error"
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    version: str
+    metrics: dict[str, float]
+    run_id: str
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's INFO logs (database creation, migrations) and warnings off for a call."""
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, default=str) if isinstance(value, list) else str(value)
+    return out
+
+
+class ModelRegistry:
+    """One registered model (``name``) of the MLflow registry at ``tracking_uri``."""
+
+    def __init__(self, tracking_uri: str, artifacts: Path, name: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifacts = Path(artifacts)
+        self.name = name
+
+    # --- MLflow ---------------------------------------------------------------------------------
+
+    @cached_property
+    def client(self) -> Any:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        with _quiet():
+            from mlflow import MlflowClient
+
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = None
+        if _is_local(self.tracking_uri):
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            location = self.artifacts.resolve().as_uri()
+        try:
+            return str(self.client.create_experiment(self.name, artifact_location=location))
+        except Exception:  # created concurrently by another training
+            found = self.client.get_experiment_by_name(self.name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    def _resolve(self, version_or_alias: str) -> Any:
+        """The model version a version number, an alias or ``latest`` names."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if version_or_alias.isdigit():
+                return self.client.get_model_version(self.name, version_or_alias)
+            if version_or_alias == "latest":
+                found = self.client.search_model_versions(f"name = '{self.name}'")
+                if found:
+                    return max(found, key=lambda v: int(v.version))
+            else:
+                return self.client.get_model_version_by_alias(self.name, version_or_alias)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise RegistryError(f"model registry: {exc.message}") from exc
+        raise NotFound(
+            f"model {self.name!r} has no version {version_or_alias!r}",
+            field="version",
+            code="unknown_model_version",
+        )
+
+    # --- public ---------------------------------------------------------------------------------
+
+    def log_and_register(
+        self,
+        model_dir: Path,
+        *,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        plots: Mapping[str, Path],
+        tags: Mapping[str, str],
+    ) -> str:
+        """Log a run with ``model_dir`` (``model.onnx``, ``model.json``), register it as the next
+        version, and return the version; ``model.json``'s ``version`` is set to it first."""
+        missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
+        if missing:
+            raise RegistryError(f"{model_dir} lacks {', '.join(missing)}")
+        with _quiet():
+            from mlflow.entities import Metric, Param
+
+            client = self.client
+            run = client.create_run(self._experiment_id(), tags=dict(tags))
+            run_id = run.info.run_id
+            version = None
+            try:
+                now = int(time.time() * 1000)
+                client.log_batch(
+                    run_id,
+                    metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                    params=[Param(k, v) for k, v in _flat(params).items()],
+                )
+                self._log_plots(run_id, plots)
+                self._ensure_registered_model()
+                source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_PATH}"
+                mv = client.create_model_version(self.name, source, run_id=run_id, tags=dict(tags))
+                version = str(mv.version)
+                info = json.loads((model_dir / "model.json").read_text())
+                info.update({"version": version, "registered_model": self.name, "run_id": run_id})
+                (model_dir / "model.json").write_text(json.dumps(info, indent=2, default=str))
+                client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
+                client.set_terminated(run_id, "FINISHED")
+            except BaseException:
+                if version is not None:
+                    client.delete_model_version(self.name, version)
+                client.set_terminated(run_id, "FAILED")
+                raise
+        return version
+
+    def _log_plots(self, run_id: str, plots: Mapping[str, Path]) -> None:
+        if not plots:
+            return
+        with tempfile.TemporaryDirectory(prefix="cw-plots-") as tmp:
+            for name, path in plots.items():
+                shutil.copyfile(path, Path(tmp) / f"{name}{Path(path).suffix}")
+            self.client.log_artifacts(run_id, tmp, PLOTS_PATH)
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        with _quiet():
+            for key, value in tags.items():
+                self.client.set_model_version_tag(self.name, version, key, str(value))
+
+    def champion(self) -> ChampionInfo | None:
+        """The version the ``champion`` alias names, with its run's metrics; None if none."""
+        with _quiet():
+            try:
+                mv = self._resolve(CHAMPION)
+            except NotFound:
+                return None
+            metrics = self.client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        return ChampionInfo(str(mv.version), dict(metrics), str(mv.run_id or ""))
+
+    def set_champion(self, version: str) -> None:
+        with _quiet():
+            self._resolve(str(version))  # a clear error for an unknown version
+            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+
+    def fetch(self, version_or_alias: str, dest: Path) -> Path:
+        """The local directory ``dest/<version>`` with the model files of a version, an alias
+        (``champion``) or ``latest``; downloaded once, reused afterwards (the alias is
+        resolved every time)."""
+        with _quiet():
+            mv = self._resolve(version_or_alias)
+            version = str(mv.version)
+            target = Path(dest) / version
+            if all((target / f).is_file() for f in MODEL_FILES):
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+            try:
+                local = Path(self.client.download_artifacts(mv.run_id, MODEL_PATH, str(tmp)))
+                self._check_download(local, version)
+                try:
+                    local.rename(target)  # atomic: a concurrent fetch sees all or nothing
+                except OSError:
+                    if not all((target / f).is_file() for f in MODEL_FILES):
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @staticmethod
+    def _check_download(local: Path, version: str) -> None:
+        missing = [f for f in MODEL_FILES if not (local / f).is_file()]
+        if missing:
+            raise RegistryError(f"model version {version} lacks {', '.join(missing)}")
+        meta = json.loads((local / "model.json").read_text())
+        if str(meta.get("version")) != version:
+            raise RegistryError(
+                f"model version {version}'s model.json says version {meta.get('version')!r}"
+            )
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every version, newest first: version, created_at, run_id, aliases, tags, metrics."""
+        from mlflow.exceptions import MlflowException
+
+        with _quiet():
+            try:
+                aliases = self.client.get_registered_model(self.name).aliases
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return []
+                raise
+            by_version: dict[str, list[str]] = {}
+            for alias, v in aliases.items():
+                by_version.setdefault(str(v), []).append(alias)
+            out = []
+            for mv in self.client.search_model_versions(f"name = '{self.name}'"):
+                run = self.client.get_run(mv.run_id) if mv.run_id else None
+                out.append(
+                    {
+                        "version": str(mv.version),
+                        "created_at": time.strftime(
+                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(mv.creation_timestamp / 1000)
+                        ),
+                        "run_id": mv.run_id,
+                        "aliases": sorted(by_version.get(str(mv.version), [])),
+                        "tags": dict(mv.tags),
+                        "metrics": dict(run.data.metrics) if run else {},
+                    }
+                )
+        return sorted(out, key=lambda v: -int(v["version"]))
