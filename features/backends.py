@@ -18,7 +18,15 @@ import hiredis
 import redis
 
 from features.connection import ping
-from features.plan import ITEM_ARGS, SEEN_TTL, STOCK_TOTAL_KEY, Op, Plan, stock_key
+from features.plan import (
+    ITEM_ARGS,
+    SEEN_TTL,
+    STOCK_OUT_KEY,
+    STOCK_TOTAL_KEY,
+    Op,
+    Plan,
+    stock_key,
+)
 
 Result = tuple[bool, list[object]]  # (duplicate, one reply per read command)
 
@@ -171,7 +179,7 @@ class RedisBackend:
         return replies
 
     def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> None:
-        args: list[str | int] = [STOCK_TOTAL_KEY]
+        args: list[str | int] = [STOCK_TOTAL_KEY, STOCK_OUT_KEY]
         for sku, warehouse, available in entries:
             args += [stock_key(sku), sku, warehouse, available]
         try:
@@ -252,6 +260,14 @@ class MemoryBackend:
             for key in op[1:]:
                 members |= self.sets.get(str(key), set())
             return len(members)
+        if command == "ZREVRANGE":  # key, start, stop, WITHSCORES: RESP2's flat list
+            z = self.zsets.get(str(op[1]), {})
+            ranked = sorted(z.items(), key=lambda kv: (-kv[1], kv[0]))
+            stop = int(op[3])
+            chosen = ranked[int(op[2]) : None if stop == -1 else stop + 1]
+            return [x for m, t in chosen for x in (m.encode(), _fmt(t).encode())]
+        if command == "SMEMBERS":
+            return {m.encode() for m in self.sets.get(str(op[1]), set())}
         h = self.hashes.get(str(op[1]), {})
         return {f.encode(): v.encode() for f, v in h.items()}
 
@@ -301,6 +317,15 @@ class MemoryBackend:
                     del z[m]
         elif kind == "H":
             self.sets.setdefault(key, set()).add(str(op[2]))
+        elif kind == "R":
+            z = self.zsets.setdefault(key, {})
+            member, ts = str(op[2]), float(op[3])
+            z[member] = max(ts, z.get(member, ts))
+            for m in sorted(z, key=lambda m: (z[m], m))[: max(0, len(z) - int(op[4]))]:
+                del z[m]
+        elif kind == "Z":
+            z = self.zsets.setdefault(key, {})
+            z[str(op[2])] = z.get(str(op[2]), 0.0) + float(op[3])
 
     def _write_item(self, h: dict[str, str], item: Op) -> None:
         kind = item[0]
@@ -323,7 +348,13 @@ class MemoryBackend:
         for sku, warehouse, available in entries:
             h = self.hashes.setdefault(stock_key(sku), {})
             h[warehouse] = str(available)
-            self.hashes.setdefault(STOCK_TOTAL_KEY, {})[sku] = str(sum(int(v) for v in h.values()))
+            total = sum(int(v) for v in h.values())
+            self.hashes.setdefault(STOCK_TOTAL_KEY, {})[sku] = str(total)
+            out = self.sets.setdefault(STOCK_OUT_KEY, set())
+            if total > 0:
+                out.discard(sku)
+            else:
+                out.add(sku)
 
     def get_stock(self, skus: Sequence[str]) -> dict[str, int]:
         total = self.hashes.get(STOCK_TOTAL_KEY, {})

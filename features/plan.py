@@ -58,6 +58,26 @@ def stock_key(sku: str) -> str:
 
 
 STOCK_TOTAL_KEY = f"{PREFIX}:stock:available"
+STOCK_OUT_KEY = f"{PREFIX}:stock:out"
+
+
+def recent_key(entity: Entity, entity_id: str) -> str:
+    return f"{PREFIX}:recent:{entity.value}:{entity_id}"
+
+
+def trend_key(scope: str, day: int) -> str:
+    return f"{PREFIX}:trend:{scope}:{day}"
+
+
+# --- shopper state (recommendations; not model features, so no offline twin) -----------------
+# What a shopper touched lately, per customer and per session: members "type|sku" scored by
+# event time, newest RECENT_KEEP kept.  Trending: per day, per category and for the whole
+# store ("*"), a sorted set sku -> weighted interactions.
+RECENT_KEEP = 50
+RECENT_TTL = 30 * DAY
+TREND_TTL = 3 * DAY
+TREND_ALL = "*"
+SHOPPER_WEIGHTS = {"view": 1, "add_to_cart": 3, "purchase": 5, "order_line": 5}
 
 
 def prefix(name: str, size: int) -> str:
@@ -76,6 +96,9 @@ def prefix(name: str, size: int) -> str:
 #   ("Y", key, member, ts, cutoff, ttl_s)  sorted set: member last seen at ts; when it is new,
 #                                          drop members scored below `cutoff` ("(" + number)
 #   ("H", key, member, ttl_s)       PFADD and EXPIRE
+#   ("R", key, member, ts, keep, ttl_s)   sorted set of recent items: ZADD GT, keep the newest
+#                                         `keep` members, EXPIRE
+#   ("Z", key, member, incr, ttl_s)  ZINCRBY and EXPIRE (trending counts)
 Op = tuple[str | int | float, ...]
 ITEM_ARGS = {"A": 4, "X": 4, "V": 3, "M": 2, "I": 2}
 
@@ -270,7 +293,29 @@ def plan_event(event: FeatureEvent, *, read: bool, record: bool, dedupe: bool = 
             plan_reads(plan, view, entity_id, event.ts)
         if record:
             plan_writes(plan, view, event, entity_id)
+    if record and event.source is Source.INTERACTION:
+        plan_shopper_writes(plan, event)
     return plan
+
+
+def plan_shopper_writes(plan: Plan, event: FeatureEvent) -> None:
+    """Recent items of the customer and the session, and the day's trending counts."""
+    sku = event.attr("sku")
+    weight = SHOPPER_WEIGHTS.get(event.type)
+    if sku is None or weight is None:
+        return
+    member = f"{event.type}|{sku}"
+    for entity in (Entity.CUSTOMER, Entity.SESSION):
+        entity_id = event.entities.get(entity)
+        if entity_id:
+            key = recent_key(entity, entity_id)
+            plan.writes.append(("R", key, member, event.ts, RECENT_KEEP, RECENT_TTL))
+    day = int(event.ts // DAY)
+    incr = weight * max(1, event.values.get("qty", 1))
+    scopes = [TREND_ALL] + [c for c in [event.entities.get(Entity.CATEGORY)] if c]
+    for scope in scopes:
+        ttl = int((day + 1) * DAY - event.ts) + TREND_TTL
+        plan.writes.append(("Z", trend_key(scope, day), sku, incr, ttl))
 
 
 def plan_read(views: Sequence[tuple[FeatureView, str]], now: float) -> Plan:

@@ -13,12 +13,17 @@ from engine.events import MessageBus
 from engine.fraud.config import FraudConfig
 from engine.fraud.log import DecisionLog
 from engine.fraud.service import FraudService
+from engine.recommend.catalog import CatalogCache
+from engine.recommend.log import RecommendationLog
+from engine.recommend.service import Recommender
+from engine.recommend.widgets import WidgetStore
 from features.backends import RedisBackend
 from features.connection import connect
 from features.fraud import TransactionFeatures
 from features.ingest import FeatureIngestor
+from features.shopper import ShopperReader
 from features.store import FeatureStore
-from serving.models import load_fraud_model
+from serving.models import load_fraud_model, load_rec_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,10 +40,12 @@ class Container:
     features: FeatureStore
     ingestor: FeatureIngestor
     fraud: FraudService
+    recs: Recommender
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
         self.fraud.decisions.close()
+        self.recs.log.close()
         self.db.dispose()
         self.features.close()
 
@@ -74,7 +81,16 @@ def bootstrap(
             DecisionLog(db),
             model=load_fraud_model(settings) if load_models else None,
         ),
+        recs=Recommender(
+            ShopperReader(features),
+            CatalogCache(db),
+            WidgetStore(db),
+            RecommendationLog(db),
+            model=load_rec_model(settings) if load_models else None,
+        ),
     )
+    if migrate:
+        container.recs.widgets.seed_defaults()
     container.versions = _versions()
     return container
 

@@ -16,7 +16,7 @@ from ray.serve import Application
 from engine.fraud.decision import Policy
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
-from serving.models import load_fraud_model
+from serving.models import load_fraud_model, load_rec_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,11 @@ class CartwiseApi:
 
     def reconfigure(self, config: dict[str, Any] | None) -> None:
         """``user_config`` of serving/config.yaml, applied without restarting the replica:
-        ``fraud: {model, elevated_at, highest_at, elevated_outcome, highest_outcome, reasons}``."""
+        ``fraud: {model, elevated_at, highest_at, elevated_outcome, highest_outcome, reasons}``
+        and ``recs: {model}``."""
+        recs_spec = ((config or {}).get("recs") or {}).get("model")
+        if recs_spec:
+            self.container.recs.use_model(load_rec_model(self.container.settings, str(recs_spec)))
         fraud = dict((config or {}).get("fraud") or {})
         spec = fraud.pop("model", None)
         service = self.container.fraud

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."
     )
     fraud_model_name: str = Field("cartwise-fraud", description="Registered fraud model name.")
+    recs_model_name: str = Field("cartwise-recs", description="Registered recommender name.")
+    recs_model: str = Field(
+        "champion",
+        description="Recommender to serve: a registry alias, a version, or a model directory.",
+    )
     fraud_model: str = Field(
         "champion",
         description="Fraud model to serve: a registry alias, a version, or a model directory.",

@@ -66,12 +66,15 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 def insert_ignore(dialect: str, model: Any, rows: list[dict[str, Any]], keys: list[str]) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO NOTHING`` on PostgreSQL and SQLite."""
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(model).values(rows)
-    else:
-        stmt = sqlite.insert(model).values(rows)
-    return stmt.on_conflict_do_nothing(index_elements=keys)
+    """``INSERT … ON CONFLICT (keys) DO NOTHING`` of ``rows`` on PostgreSQL and SQLite."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model).values(rows).on_conflict_do_nothing(index_elements=keys)
+
+
+def ignore_conflicts(dialect: str, model: Any, keys: list[str]) -> Any:
+    """The same statement without values: execute it with a list of rows (executemany)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model).on_conflict_do_nothing(index_elements=keys)
 
 
 class Database:

@@ -1,18 +1,11 @@
 """The decision log: every fraud decision persisted, joinable by ``decision_id`` with the
-feedback that arrives later.
-
-Writing a row on the request path would cost a SQL round trip (and on SQLite a write lock) on
-every checkout, so decisions are written behind: a background thread inserts them in batches
-(at most ``flush_interval`` later).  Anything that reads the log (lookups, feedback) flushes
-first, so a caller never sees a decision "missing" that it was just given.  If the process dies,
-at most the last interval's decisions are lost; their feature-store effects are not.
+feedback that arrives later.  Rows are written behind the request (``engine.writebehind``);
+anything that reads the log (lookups, feedback) flushes first.  If the process dies, at most
+the last 50 ms of decisions are lost; their feature-store effects are not.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -20,14 +13,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.commerce.db import Database, insert_ignore
+from engine.commerce.db import Database
 from engine.commerce.ids import new_id
 from engine.errors import NotFound, ValidationError
 from engine.fraud.decision import Decision, Outcome, RiskLevel
 from engine.fraud.explain import Reason
 from engine.fraud.schema import FraudDecision, FraudFeedback
+from engine.writebehind import WriteBehind
 
-log = logging.getLogger(__name__)
 LABELS = ("fraud", "legit", "chargeback")
 
 
@@ -36,71 +29,35 @@ class DecisionNotFound(NotFound):
 
 
 class DecisionLog:
-    def __init__(
-        self,
-        db: Database,
-        *,
-        flush_interval: float = 0.05,
-        batch: int = 500,
-        capacity: int = 50_000,
-    ) -> None:
+    """Decisions are written behind the request (``engine.writebehind``); reads flush first."""
+
+    def __init__(self, db: Database, *, flush_interval: float = 0.05) -> None:
         self.db = db
-        self.flush_interval = flush_interval
-        self.batch = batch
-        self.dropped = 0
-        self.written = 0
-        self._queue: queue.Queue[Decision | threading.Event] = queue.Queue(capacity)
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
-        self._thread.start()
+        self._rows = WriteBehind(
+            db,
+            FraudDecision,
+            ["transaction_id"],
+            _row,
+            name="decision-log",
+            flush_interval=flush_interval,
+        )
 
-    # --- writing -------------------------------------------------------------------------------
+    @property
+    def written(self) -> int:
+        return self._rows.written
+
+    @property
+    def dropped(self) -> int:
+        return self._rows.dropped
+
     def append(self, decision: Decision) -> None:
-        try:
-            self._queue.put(decision, timeout=0.05)
-        except queue.Full:
-            self.dropped += 1
-            log.error("decision log full: decision %s not persisted", decision.decision_id)
+        self._rows.append(decision)
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Return once every decision appended before the call is in the database."""
-        if self._closed or not self._thread.is_alive():
-            return
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(timeout)
+    def flush(self) -> None:
+        self._rows.flush()
 
     def close(self) -> None:
-        if not self._closed:
-            self.flush()
-            self._closed = True
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            items = [first]
-            try:
-                while len(items) < self.batch:
-                    items.append(self._queue.get(timeout=self.flush_interval))
-            except queue.Empty:
-                pass
-            decisions = [i for i in items if isinstance(i, Decision)]
-            if decisions:
-                self._write(decisions)
-            for i in items:
-                if isinstance(i, threading.Event):
-                    i.set()
-
-    def _write(self, decisions: list[Decision]) -> None:
-        rows = [_row(d) for d in decisions]
-        try:
-            with self.db.transaction() as session:
-                stmt = insert_ignore(self.db.dialect, FraudDecision, rows, ["transaction_id"])
-                session.execute(stmt)
-            self.written += len(rows)
-        except Exception:  # the log must never take the request path down with it
-            self.dropped += len(rows)
-            log.exception("could not persist %d fraud decisions", len(rows))
+        self._rows.close()
 
     # --- reading -------------------------------------------------------------------------------
     def get(self, decision_id: str) -> Decision:

@@ -143,6 +143,15 @@ local function apply(_keys, argv)
       redis.call('PFADD', argv[i + 1], argv[i + 2])
       redis.call('EXPIRE', argv[i + 1], argv[i + 3])
       i = i + 4
+    elseif op == 'R' then
+      redis.call('ZADD', argv[i + 1], 'GT', argv[i + 3], argv[i + 2])
+      redis.call('ZREMRANGEBYRANK', argv[i + 1], 0, -(tonumber(argv[i + 4]) + 1))
+      redis.call('EXPIRE', argv[i + 1], argv[i + 5])
+      i = i + 6
+    elseif op == 'Z' then
+      redis.call('ZINCRBY', argv[i + 1], argv[i + 3], argv[i + 2])
+      redis.call('EXPIRE', argv[i + 1], argv[i + 4])
+      i = i + 5
     else
       return redis.error_reply('bad op ' .. tostring(op))
     end

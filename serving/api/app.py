@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serving.api import commerce, errors, features, fraud
+from serving.api import commerce, errors, features, fraud, recommend
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
@@ -21,6 +21,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(commerce.router)
     app.include_router(features.router)
     app.include_router(fraud.router)
+    app.include_router(recommend.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):

@@ -28,19 +28,50 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Path) -> Settings:
+    data_dir = tmp_path_factory.mktemp("serve")
     return Settings(
-        data_dir=tmp_path_factory.mktemp("serve"),
+        data_dir=data_dir,
         fraud_model=str(fraud_model_dir),
+        recs_model=str(_seeded_store_and_recommender(data_dir)),
         redis_url=os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
         http_port=_free_port(),
         admin_token=ADMIN_TOKEN,
     )
 
 
+def _seeded_store_and_recommender(data_dir: Path) -> Path:
+    """A small demo store in the app's own database, and a recommender trained on it (so the
+    model's SKUs are the catalogue's)."""
+    from engine.commerce.db import Database
+    from training.demo.seed import SeedConfig, seed_store
+    from training.recommend.als import AlsParams
+    from training.recommend.data import interactions_from_db
+    from training.recommend.train import train
+
+    db = Database(f"sqlite:///{data_dir / 'cartwise.db'}")
+    db.migrate()
+    try:
+        seed_store(db, SeedConfig(seed=5, customers=300, products=120, merchants=4, days=20))
+        result = train(
+            interactions_from_db(db),
+            params=AlsParams(factors=16, iterations=8, alpha=5.0),
+            out_dir=data_dir / "recs-model",
+            num_threads=1,
+        )
+    finally:
+        db.dispose()
+    assert result.artifact is not None
+    return result.artifact
+
+
 @pytest.fixture(scope="session")
 def api_url(serve_settings: Settings) -> Iterator[str]:
+    from features.connection import connect
     from serving.runtime import serve_app, shutdown
 
+    client = connect(serve_settings.redis_url, timeout_ms=2000)
+    client.flushdb()  # a clean online store: nothing left over from an earlier session
+    client.close()
     url = serve_app(serve_settings)
     try:
         yield url

@@ -29,9 +29,14 @@ from training.demo.warehouses import build_warehouses, stock_levels, warehouse_r
 
 Progress = Callable[[str, int, int], None]
 
-# The commerce tables, parents before children (foreign keys); the fraud decision tables (same
-# metadata once ``engine.fraud.schema`` is imported) are not seeded.
-TABLES = tuple(t.name for t in Base.metadata.sorted_tables if not t.name.startswith("fraud_"))
+# The commerce tables, parents before children (foreign keys).  The fraud and recommendation
+# tables share the metadata once their modules are imported; they are not seeded.
+_COMMERCE = {
+    str(m.class_.__tablename__)
+    for m in Base.registry.mappers
+    if m.class_.__module__ == Base.__module__
+}
+TABLES = tuple(t.name for t in Base.metadata.sorted_tables if t.name in _COMMERCE)
 CHUNK = 5_000
 GENERATE_STEPS = 7
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import engine.fraud.schema  # noqa: F401  (registers the fraud tables)
+import engine.fraud.schema
+import engine.recommend.schema  # noqa: F401  (registers the recommendation tables)
 from engine.commerce.schema import Base
 
 config = context.config

@@ -1,0 +1,37 @@
+"""SQL tables of recommendations: widget configurations and the log of what was shown.
+
+Storefront events that carry a ``recommendation_id`` (``interactions.recommendation_id``) join
+the log, which gives click-through and conversion per widget.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.commerce.schema import Base, Id, utcnow
+
+
+class RecWidget(Base):
+    __tablename__ = "rec_widgets"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Recommendation(Base):
+    __tablename__ = "recommendations"
+    __table_args__ = (Index("ix_recommendations_widget_created", "widget", "created_at"),)
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    widget: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(128))
+    context_sku: Mapped[str | None] = mapped_column(String(64))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    degraded: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,303 @@
+"""What should this shopper see?  One widget's answer, from end to end.
+
+``Recommender.recommend`` reads the shopper's real-time state in one round trip (recent items of
+the customer and the session, trending SKUs, SKUs out of stock), folds the recent items into
+the customer's ALS vector (so three views in one category show in the very next response),
+searches the FAISS index with every filter applied at search time (purchased, out of stock,
+hidden, category), then applies the widget: boosts, diversity, promotions, and the fallback
+chain when the strategy cannot fill the slots (a new shopper gets trending items of the
+context category).  The answer is logged under its ``recommendation_id``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.commerce.ids import new_id
+from engine.errors import ValidationError
+from engine.recommend.catalog import CatalogCache, CatalogView
+from engine.recommend.log import RecItem, Recommendation, RecommendationLog
+from engine.recommend.shopper import ShopperPort, ShopperState
+from engine.recommend.widgets import MAX_K, Widget, WidgetStore
+
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+WEIGHTS = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "order_line": 5.0}
+PURCHASED = frozenset({"purchase", "order_line"})
+RECENT_FOLD = 20  # newest touches folded into the vector
+
+
+class RecModelLike(Protocol):
+    """What the service needs of a trained model (``engine.recommend.artifact.RecModel``)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def item_id(self, sku: str) -> int | None: ...
+    def sku(self, item_id: int) -> str: ...
+    def user_vector(self, customer_id: str) -> F32 | None: ...
+    def fold_in(self, item_ids: I64, weights: npt.NDArray[np.float64], base: F32 | None) -> F32: ...
+    def search(
+        self, query: F32, k: int, *, exclude: I64 | None, allow: I64 | None
+    ) -> tuple[I64, F32]: ...
+    def similar(self, item_id: int, k: int, *, exclude: I64 | None) -> tuple[I64, F32]: ...
+    def bought_together(self, item_id: int) -> tuple[I64, F32]: ...
+    def popular(self, n: int) -> tuple[I64, F32]: ...
+
+
+@dataclass(frozen=True)
+class _Context:
+    widget: Widget
+    view: CatalogView
+    state: ShopperState
+    customer_id: str | None
+    context_sku: str | None
+    ok: Callable[[str], bool]
+    pool: int
+    excluded: frozenset[str]
+    allowed: frozenset[str]
+
+
+class Recommender:
+    def __init__(
+        self,
+        shopper: ShopperPort,
+        catalog: CatalogCache,
+        widgets: WidgetStore,
+        log: RecommendationLog,
+        model: RecModelLike | None = None,
+    ) -> None:
+        self.shopper = shopper
+        self.catalog = catalog
+        self.widgets = widgets
+        self.log = log
+        self.model = model
+        self._allow_cache: dict[tuple[int, int, frozenset[str]], I64] = {}
+
+    def use_model(self, model: RecModelLike | None) -> None:
+        self.model = model
+        self._allow_cache.clear()
+
+    def recommend(
+        self,
+        *,
+        customer_id: str | None,
+        widget: str | Widget = "home",
+        k: int | None = None,
+        category: str | None = None,
+        context_sku: str | None = None,
+        session_id: str | None = None,
+        now: float | None = None,
+    ) -> Recommendation:
+        w = widget if isinstance(widget, Widget) else self.widgets.get(widget)
+        k = w.k if k is None else k
+        if not 1 <= k <= MAX_K:
+            raise ValidationError(f"k must be 1 to {MAX_K}", field="k")
+        view = self.catalog.view()
+        if context_sku is not None and context_sku not in view.category:
+            raise ValidationError(
+                f"unknown sku {context_sku!r}", field="context_sku", code="unknown_sku"
+            )
+        scope = category or (view.category.get(context_sku) if context_sku else None)
+        state = self.shopper.state(
+            customer_id=customer_id,
+            session_id=session_id,
+            category=scope,
+            now=time.time() if now is None else now,
+        )
+        ctx = self._context(w, view, state, customer_id, context_sku, category, k)
+        candidates = self._candidates(ctx, [w.strategy, *w.fallback], k)
+        items = self._promote(ctx, candidates, k)
+        model = self.model
+        rec = Recommendation(
+            recommendation_id=new_id("rec"),
+            widget=w.name,
+            customer_id=customer_id,
+            session_id=session_id,
+            context_sku=context_sku,
+            items=tuple(items),
+            model_version=model.version if model else None,
+            degraded=state.degraded or model is None,
+        )
+        self.log.append(rec)
+        return rec
+
+    # --- one request -----------------------------------------------------------------------
+    def _context(
+        self,
+        w: Widget,
+        view: CatalogView,
+        state: ShopperState,
+        customer_id: str | None,
+        context_sku: str | None,
+        category: str | None,
+        k: int,
+    ) -> _Context:
+        excluded = set(view.unavailable)
+        if w.in_stock_only:
+            excluded |= state.out_of_stock
+        if w.exclude_purchased:
+            excluded |= {t.sku for t in state.recent if t.type in PURCHASED}
+        if context_sku:
+            excluded.add(context_sku)
+        allowed = set(w.categories) | ({category} if category else set())
+
+        def ok(sku: str) -> bool:
+            if sku in excluded or sku not in view.category:
+                return False
+            return not allowed or view.category[sku] in allowed
+
+        return _Context(
+            w,
+            view,
+            state,
+            customer_id,
+            context_sku,
+            ok,
+            pool=3 * k,
+            excluded=frozenset(excluded),
+            allowed=frozenset(allowed),
+        )
+
+    def _candidates(self, ctx: _Context, steps: Iterable[str], k: int) -> list[RecItem]:
+        """Items of the strategy, then of each fallback in turn, until ``k`` (twice that when
+        promotions may displace some) pass the filters and the diversity limit."""
+        want = 2 * k if ctx.widget.promotion_share > 0 else k
+        per_category = ctx.widget.max_per_category
+        out: list[RecItem] = []
+        seen: set[str] = set()
+        counts: dict[str, int] = {}
+        for step in steps:
+            if len(out) >= want:
+                break
+            found = [i for i in self._step(ctx, step) if i.sku not in seen and ctx.ok(i.sku)]
+            for item in _boosted(found, ctx.view, ctx.widget.boosts):
+                seen.add(item.sku)
+                cat = ctx.view.category.get(item.sku, "")
+                if per_category is not None and counts.get(cat, 0) >= per_category:
+                    continue
+                counts[cat] = counts.get(cat, 0) + 1
+                out.append(item)
+        return out
+
+    def _step(self, ctx: _Context, step: str) -> list[RecItem]:
+        model = self.model
+        if step == "trending_category":
+            return _trend(ctx.state.trending)
+        if step == "trending":
+            # the store's trending SKUs right now, topped up with the model's recent popularity
+            live = _trend(ctx.state.trending_all)  # may hold SKUs the filters drop: always top up
+            if model is None:
+                return live
+            ids, scores = model.popular(ctx.pool * 4)
+            floor = min((i.score for i in live), default=1.0)
+            scale = floor / max(float(scores[0]), 1e-9) if len(scores) else 0.0
+            return live + self._items(model, ids, scores * scale, "trending")
+        if model is None:
+            return []
+        if step == "personalized":
+            vector = self._vector(model, ctx)
+            if vector is None:
+                return []
+            exclude, allow = self._filters(model, ctx)
+            ids, scores = model.search(vector, ctx.pool, exclude=exclude, allow=allow)
+            return self._items(model, ids, scores, "personalized")
+        anchor = model.item_id(ctx.context_sku) if ctx.context_sku else None
+        if anchor is None:
+            return []
+        if step == "similar":
+            exclude, _ = self._filters(model, ctx)
+            ids, scores = model.similar(anchor, ctx.pool, exclude=exclude)
+            return self._items(model, ids, scores, "similar")
+        if step == "bought_together":
+            ids, scores = model.bought_together(anchor)
+            return self._items(model, ids, scores, "similar")
+        return []
+
+    def _vector(self, model: RecModelLike, ctx: _Context) -> F32 | None:
+        weights: dict[int, float] = {}
+        for touch in ctx.state.recent[:RECENT_FOLD]:
+            item = model.item_id(touch.sku)
+            if item is not None:
+                weights[item] = weights.get(item, 0.0) + WEIGHTS.get(touch.type, 1.0)
+        base = model.user_vector(ctx.customer_id) if ctx.customer_id else None
+        if not weights:
+            return base
+        ids = np.fromiter(weights, dtype=np.int64, count=len(weights))
+        w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+        return model.fold_in(ids, w, base)
+
+    def _filters(self, model: RecModelLike, ctx: _Context) -> tuple[I64 | None, I64 | None]:
+        ids = [i for sku in ctx.excluded if (i := model.item_id(sku)) is not None]
+        exclude = np.array(ids, dtype=np.int64) if ids else None
+        allow = self._allow(model, ctx.view, ctx.allowed) if ctx.allowed else None
+        return exclude, allow
+
+    def _allow(self, model: RecModelLike, view: CatalogView, cats: frozenset[str]) -> I64:
+        key = (id(model), id(view), cats)
+        cached = self._allow_cache.get(key)
+        if cached is None:
+            ids = [
+                i
+                for sku, cat in view.category.items()
+                if cat in cats and (i := model.item_id(sku)) is not None
+            ]
+            cached = np.array(sorted(ids), dtype=np.int64)
+            if len(self._allow_cache) > 256:
+                self._allow_cache.clear()
+            self._allow_cache[key] = cached
+        return cached
+
+    @staticmethod
+    def _items(model: RecModelLike, ids: I64, scores: F32, reason: str) -> list[RecItem]:
+        return [
+            RecItem(model.sku(int(i)), float(s), reason)
+            for i, s in zip(ids, scores, strict=True)
+            if i >= 0
+        ]
+
+    def _promote(self, ctx: _Context, items: list[RecItem], k: int) -> list[RecItem]:
+        w = ctx.widget
+        slots = round(w.promotion_share * k)
+        if slots <= 0 or not (w.promoted_skus or w.promoted_category):
+            return items[:k]
+        chosen = {i.sku for i in items}
+        promoted = [sku for sku in self._promoted_pool(ctx) if sku not in chosen and ctx.ok(sku)][
+            :slots
+        ]
+        rest = [i for i in items if i.sku not in promoted][: k - len(promoted)]
+        out = list(rest)
+        step = max(1, len(rest) // max(1, len(promoted)))
+        for n, sku in enumerate(promoted):  # spread promoted items through the list
+            out.insert(min(len(out), n * (step + 1)), RecItem(sku, 0.0, "promoted"))
+        return out[:k]
+
+    def _promoted_pool(self, ctx: _Context) -> list[str]:
+        w = ctx.widget
+        pool = list(w.promoted_skus)
+        if w.promoted_category:
+            trending = [s for s, _ in ctx.state.trending_all]
+            in_cat = [s for s, c in ctx.view.category.items() if c == w.promoted_category]
+            rank = {s: r for r, s in enumerate(trending)}
+            pool += sorted(in_cat, key=lambda s: (rank.get(s, len(rank)), s))
+        return list(dict.fromkeys(pool))
+
+
+def _trend(ranked: list[tuple[str, float]]) -> list[RecItem]:
+    return [RecItem(sku, score, "trending") for sku, score in ranked]
+
+
+def _boosted(items: list[RecItem], view: CatalogView, boosts: Any) -> list[RecItem]:
+    if not boosts:
+        return items
+    out = [
+        RecItem(i.sku, i.score * boosts.get(view.category.get(i.sku, ""), 1.0), i.reason)
+        for i in items
+    ]
+    return sorted(out, key=lambda i: -i.score)

@@ -1,0 +1,202 @@
+"""Widget configurations: what a storefront slot shows and how.
+
+A widget names a strategy (personalized, similar, bought_together, trending), its filters
+(purchased, out of stock, categories), boosts per category, promotions (a share of the slots for
+a promoted set), diversity (at most n items per category) and the fallback chain used when the
+strategy cannot fill the slots.  Defaults ship in ``widgets.yaml``; the admin API edits them in
+SQL, and replicas pick edits up within ``poll_s`` seconds (a version column, like the fraud
+rules).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+from sqlalchemy import func, select
+
+from engine.commerce.db import Database
+from engine.errors import NotFound, ValidationError
+from engine.recommend.schema import RecWidget
+
+Strategy = Literal["personalized", "similar", "bought_together", "trending"]
+STRATEGIES: tuple[Strategy, ...] = ("personalized", "similar", "bought_together", "trending")
+FALLBACKS = ("personalized", "similar", "bought_together", "trending_category", "trending")
+MAX_K = 100
+
+
+class UnknownWidget(ValidationError):
+    """A request names a widget that is not configured (422: the request is at fault)."""
+
+    code = "unknown_widget"
+
+
+class WidgetNotFound(NotFound):
+    code = "widget_not_found"
+
+
+@dataclass(frozen=True)
+class Widget:
+    name: str
+    strategy: Strategy = "personalized"
+    k: int = 10
+    exclude_purchased: bool = True
+    in_stock_only: bool = True
+    categories: tuple[str, ...] = ()  # only these categories (empty: any)
+    boosts: Mapping[str, float] = field(default_factory=dict)  # category -> score multiplier
+    promoted_skus: tuple[str, ...] = ()
+    promoted_category: str | None = None
+    promotion_share: float = 0.0  # share of the k slots kept for promoted items
+    max_per_category: int | None = None  # diversity
+    fallback: tuple[str, ...] = ("trending_category", "trending")
+
+    @classmethod
+    def from_config(cls, name: str, config: Mapping[str, Any]) -> Widget:
+        """A validated widget; a ``ValidationError`` names the offending field."""
+        known = set(cls.__dataclass_fields__) - {"name"}
+        for key in config:
+            if key not in known:
+                raise ValidationError(f"unknown widget setting {key!r}", field=key)
+
+        def get(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+            value = config.get(key, default)
+            if value is not None and not isinstance(value, kind):
+                raise ValidationError(f"{key} has the wrong type", field=key)
+            return value
+
+        strategy = get("strategy", str, "personalized")
+        if strategy not in STRATEGIES:
+            raise ValidationError(
+                f"strategy must be one of {', '.join(STRATEGIES)}", field="strategy"
+            )
+        k = get("k", int, 10)
+        if not 1 <= k <= MAX_K:
+            raise ValidationError(f"k must be 1 to {MAX_K}", field="k")
+        boosts = get("boosts", dict, {})
+        for cat, factor in boosts.items():
+            if not isinstance(factor, int | float) or not 0 < factor <= 100:
+                raise ValidationError("a boost is a number in (0, 100]", field=f"boosts.{cat}")
+        share = float(get("promotion_share", (int, float), 0.0))
+        if not 0 <= share <= 1:
+            raise ValidationError("promotion_share must be in [0, 1]", field="promotion_share")
+        diversity = get("max_per_category", int, None)
+        if diversity is not None and diversity < 1:
+            raise ValidationError("max_per_category must be at least 1", field="max_per_category")
+        fallback = tuple(get("fallback", list, ["trending_category", "trending"]))
+        for i, step in enumerate(fallback):
+            if step not in FALLBACKS:
+                raise ValidationError(
+                    f"fallback steps are {', '.join(FALLBACKS)}", field=f"fallback[{i}]"
+                )
+        return cls(
+            name=name,
+            strategy=strategy,
+            k=k,
+            exclude_purchased=bool(get("exclude_purchased", bool, True)),
+            in_stock_only=bool(get("in_stock_only", bool, True)),
+            categories=tuple(str(c) for c in get("categories", list, [])),
+            boosts={str(c): float(f) for c, f in boosts.items()},
+            promoted_skus=tuple(str(s) for s in get("promoted_skus", list, [])),
+            promoted_category=get("promoted_category", str, None),
+            promotion_share=share,
+            max_per_category=diversity,
+            fallback=fallback,
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "k": self.k,
+            "exclude_purchased": self.exclude_purchased,
+            "in_stock_only": self.in_stock_only,
+            "categories": list(self.categories),
+            "boosts": dict(self.boosts),
+            "promoted_skus": list(self.promoted_skus),
+            "promoted_category": self.promoted_category,
+            "promotion_share": self.promotion_share,
+            "max_per_category": self.max_per_category,
+            "fallback": list(self.fallback),
+        }
+
+
+def default_widgets() -> dict[str, dict[str, Any]]:
+    text = (resources.files("engine.recommend") / "widgets.yaml").read_text()
+    loaded: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    return loaded
+
+
+class WidgetStore:
+    def __init__(self, db: Database, *, poll_s: float = 1.0) -> None:
+        self.db = db
+        self.poll_s = poll_s
+        self._lock = threading.Lock()
+        self._cache: tuple[int, dict[str, Widget]] | None = None
+        self._checked = 0.0
+
+    def seed_defaults(self) -> int:
+        """Insert the shipped widgets when there are none (first start)."""
+        with self.db.transaction() as s:
+            if s.scalar(select(func.count()).select_from(RecWidget)):
+                return 0
+            defaults = default_widgets()
+            for name, config in defaults.items():
+                Widget.from_config(name, config)
+                s.add(RecWidget(name=name, config=config))
+            return len(defaults)
+
+    def get(self, name: str) -> Widget:
+        widgets = self._widgets()
+        if name not in widgets:
+            raise UnknownWidget(
+                f"unknown widget {name!r}; known: {', '.join(sorted(widgets))}", field="widget"
+            )
+        return widgets[name]
+
+    def all(self) -> dict[str, Widget]:
+        return dict(self._widgets())
+
+    def _widgets(self) -> dict[str, Widget]:
+        now = time.monotonic()
+        if self._cache is not None and now - self._checked < self.poll_s:
+            return self._cache[1]
+        with self._lock:
+            with self.db.transaction(readonly=True) as s:
+                stamp = s.execute(
+                    select(func.count(), func.coalesce(func.sum(RecWidget.version), 0))
+                ).one()
+                key = hash(tuple(stamp))
+                if self._cache is None or self._cache[0] != key:
+                    rows = s.scalars(select(RecWidget)).all()
+                    self._cache = (
+                        key,
+                        {r.name: Widget.from_config(r.name, r.config) for r in rows},
+                    )
+            self._checked = now
+            return self._cache[1]
+
+    def put(self, name: str, config: Mapping[str, Any]) -> Widget:
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValidationError("a widget name is 1 to 64 of a-z, 0-9, - and _", field="name")
+        widget = Widget.from_config(name, config)
+        with self.db.transaction() as s:
+            row = s.get(RecWidget, name)
+            if row is None:
+                s.add(RecWidget(name=name, config=widget.config()))
+            else:
+                row.config = widget.config()
+                row.version = row.version + 1
+        self._checked = 0.0
+        return widget
+
+    def delete(self, name: str) -> None:
+        with self.db.transaction() as s:
+            row = s.get(RecWidget, name)
+            if row is None:
+                raise WidgetNotFound(f"no widget {name!r}", field="name")
+            s.delete(row)
+        self._checked = 0.0

@@ -1,0 +1,94 @@
+"""A shopper's real-time state for recommendations, read in one round trip.
+
+Written by ingestion (``features.plan.plan_shopper_writes``): what the customer and the session
+touched lately (``cw:recent:…``), the day's trending SKUs per category and store-wide
+(``cw:trend:…``); and by the stock mirror: SKUs with nothing available (``cw:stock:out``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from engine.recommend.shopper import ShopperState, Touch
+from features.backends import BackendUnavailable
+from features.definitions import DAY, Entity
+from features.plan import STOCK_OUT_KEY, TREND_ALL, Op, Plan, recent_key, trend_key
+from features.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class ShopperReader:
+    def __init__(self, store: FeatureStore, *, trending_depth: int = 200) -> None:
+        self.store = store
+        self.depth = trending_depth
+
+    def state(
+        self,
+        *,
+        customer_id: str | None,
+        session_id: str | None,
+        category: str | None,
+        now: float,
+    ) -> ShopperState:
+        day = int(now // DAY)
+        reads: list[Op] = []
+        for entity, entity_id in ((Entity.CUSTOMER, customer_id), (Entity.SESSION, session_id)):
+            if entity_id:
+                reads.append(("ZREVRANGE", recent_key(entity, entity_id), 0, -1, "WITHSCORES"))
+        n_recent = len(reads)
+        scopes = [TREND_ALL] + ([category] if category else [])
+        for scope in scopes:
+            for d in (day, day - 1):
+                reads.append(("ZREVRANGE", trend_key(scope, d), 0, self.depth - 1, "WITHSCORES"))
+        reads.append(("SMEMBERS", STOCK_OUT_KEY))
+        try:
+            ((_, replies),) = self.store.backend.run([Plan(reads=reads)])
+        except BackendUnavailable as exc:
+            log.warning("shopper state unavailable, serving without it: %s", exc)
+            return ShopperState(degraded=True)
+        recent = _recent(replies[:n_recent])
+        # a sliding day: today's counts plus yesterday's share not yet covered by today
+        weight = 1.0 - (now - day * DAY) / DAY
+        trends = [
+            _combine(replies[i], replies[i + 1], weight)
+            for i in range(n_recent, n_recent + 2 * len(scopes), 2)
+        ]
+        members: Iterable[bytes] = replies[-1] or ()  # type: ignore[assignment]
+        out = frozenset(m.decode() for m in members)
+        return ShopperState(
+            recent=recent,
+            trending=trends[-1],
+            trending_all=trends[0],
+            out_of_stock=out,
+        )
+
+
+def _pairs(reply: object) -> list[tuple[bytes, float]]:
+    """WITHSCORES replies: RESP3 gives [member, score] pairs, RESP2 one flat list."""
+    items = list(reply or ())  # type: ignore[call-overload]
+    if items and isinstance(items[0], list | tuple):
+        return [(m, float(t)) for m, t in items]
+    return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
+
+
+def _recent(replies: Sequence[object]) -> list[Touch]:
+    seen: dict[str, Touch] = {}
+    for reply in replies:
+        for member, ts in _pairs(reply):
+            kind, _, sku = member.decode().partition("|")
+            key = f"{kind}|{sku}"
+            if key not in seen or seen[key].ts < ts:
+                seen[key] = Touch(kind, sku, ts)
+    return sorted(seen.values(), key=lambda t: -t.ts)
+
+
+def _combine(today: object, yesterday: object, weight: float) -> list[tuple[str, float]]:
+    scores: dict[str, float] = {}
+    for member, score in _pairs(today):
+        scores[member.decode()] = score
+    for member, score in _pairs(yesterday):
+        sku = member.decode()
+        scores[sku] = scores.get(sku, 0.0) + weight * score
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

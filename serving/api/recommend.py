@@ -1,0 +1,108 @@
+"""Routes of recommendations: storefront widgets, item-to-item, and (admin) widget configs and
+their click-through and conversion."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from engine.recommend.widgets import MAX_K, Widget
+from serving.api.deps import Admin, Box
+
+router = APIRouter(prefix="/v1")
+K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64)]
+SIMILAR = Widget("similar", strategy="similar", exclude_purchased=False, fallback=())
+TOGETHER = Widget(
+    "bought_together", strategy="bought_together", exclude_purchased=False, fallback=("similar",)
+)
+
+
+class ItemOut(BaseModel):
+    sku: str
+    score: float
+    reason: Literal["personalized", "similar", "trending", "promoted"]
+
+
+class RecommendationOut(BaseModel):
+    recommendation_id: str = Field(description="Send it back on events to measure the widget.")
+    widget: str
+    items: list[ItemOut]
+    model_version: str | None
+    degraded: bool = Field(description="Real-time state or the model was unavailable.")
+
+
+@router.get(
+    "/recommendations/{customer_id}", response_model=RecommendationOut, tags=["recommendations"]
+)
+def recommendations(
+    customer_id: Annotated[str, Path(min_length=1, max_length=128)],
+    box: Box,
+    k: K = None,
+    widget: Annotated[str, Query(max_length=64)] = "home",
+    category: Annotated[str | None, Query(max_length=200)] = None,
+    context_sku: Annotated[str | None, Query(max_length=64)] = None,
+    session_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> dict[str, Any]:
+    """What this shopper should see in ``widget``: personalized from their history and this
+    session's events, filtered (purchased, out of stock, hidden, ``category``), with the
+    widget's boosts, promotions, diversity and fallbacks (trending for a new shopper)."""
+    return box.recs.recommend(
+        customer_id=customer_id,
+        widget=widget,
+        k=k,
+        category=category,
+        context_sku=context_sku,
+        session_id=session_id,
+    ).public()
+
+
+@router.get("/products/{sku}/similar", response_model=RecommendationOut, tags=["recommendations"])
+def similar(sku: SkuPath, box: Box, k: K = None) -> dict[str, Any]:
+    """Items close to ``sku`` in the model's item space (in stock, not hidden)."""
+    return box.recs.recommend(customer_id=None, widget=SIMILAR, k=k, context_sku=sku).public()
+
+
+@router.get(
+    "/products/{sku}/bought-together", response_model=RecommendationOut, tags=["recommendations"]
+)
+def bought_together(sku: SkuPath, box: Box, k: K = None) -> dict[str, Any]:
+    """Items bought together with ``sku`` (similar items fill the rest)."""
+    return box.recs.recommend(customer_id=None, widget=TOGETHER, k=k, context_sku=sku).public()
+
+
+# --- admin: widgets ---------------------------------------------------------------------------
+@router.get("/widgets", dependencies=[Admin], tags=["admin"])
+def list_widgets(box: Box) -> dict[str, Any]:
+    return {name: w.config() for name, w in sorted(box.recs.widgets.all().items())}
+
+
+@router.put("/widgets/{name}", dependencies=[Admin], tags=["admin"])
+def put_widget(
+    name: Annotated[str, Path(max_length=64)],
+    box: Box,
+    config: Annotated[dict[str, Any], Body(examples=[{"strategy": "personalized", "k": 8}])],
+) -> dict[str, Any]:
+    """Create or replace a widget: strategy, k, filters, boosts, promotions, diversity,
+    fallback (see docs/recommendations.md)."""
+    return {"name": name, **box.recs.widgets.put(name, config).config()}
+
+
+@router.delete("/widgets/{name}", status_code=204, dependencies=[Admin], tags=["admin"])
+def delete_widget(name: Annotated[str, Path(max_length=64)], box: Box) -> Response:
+    box.recs.widgets.delete(name)
+    return Response(status_code=204)
+
+
+@router.get("/widgets/{name}/stats", dependencies=[Admin], tags=["admin"])
+def widget_stats(
+    name: Annotated[str, Path(max_length=64)],
+    box: Box,
+    days: Annotated[int, Query(ge=1, le=365)] = 7,
+) -> dict[str, Any]:
+    """Impressions, clicks, add-to-carts, purchases, click-through and conversion of the
+    widget's recommendations (events sent back with their ``recommendation_id``)."""
+    box.recs.widgets.get(name)
+    return box.recs.log.stats(name, days=days)

@@ -1,0 +1,200 @@
+"""``cartwise recs …``: evaluate and train the recommender (implicit ALS vs popularity)."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from engine.errors import CartwiseError, ValidationError
+from serving.cli_common import settings_from_env
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.recommend.als import AlsParams
+
+recs_app = typer.Typer(help="Recommendations: evaluation and training.", no_args_is_help=True)
+
+_FILE = {"exists": True, "dir_okay": False}
+_FILE_HELP = (
+    "CSV / CSV.gz / Parquet: user_id, item_id, timestamp; optional event_type or weight, order_id."
+)
+
+
+class Split(StrEnum):
+    stratified = "stratified"
+    time = "time"
+
+
+def _fail(err: Console, exc: CartwiseError) -> typer.Exit:
+    field = f" ({exc.field})" if exc.field else ""
+    err.print(f"[red]{exc.code}{field}: {exc.message}[/]", highlight=False)
+    for item in exc.items[:5]:
+        err.print(f"  {item}", highlight=False)
+    return typer.Exit(2)
+
+
+def _params(text: str | None) -> AlsParams | list[AlsParams] | None:
+    """``--params``: one JSON object (used as is) or a list of them (validated)."""
+    from training.recommend.als import AlsParams
+
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        if isinstance(value, dict):
+            return AlsParams(**value)
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            return [AlsParams(**v) for v in value]
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ValidationError(f"--params: {exc}", field="params") from None
+    raise ValidationError("--params must be an object or a list of objects", field="params")
+
+
+def _load(path: Path) -> pd.DataFrame:
+    from training.recommend.data import load_interactions
+
+    return load_interactions(path)
+
+
+ParamsOption = Annotated[
+    str | None,
+    typer.Option(
+        help='ALS parameters as JSON: {"factors": 32, "regularization": 1.0, "alpha": 10, '
+        '"iterations": 15, "weighting": "none|bm25|tfidf"}, or a list of them to validate '
+        "(default: coordinate search on a validation split of the training data)."
+    ),
+]
+SplitOption = Annotated[Split, typer.Option(help="Per user: random items or their last items.")]
+FractionOption = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Share of each user's items to test.")
+]
+
+
+@recs_app.command("evaluate")
+def recs_evaluate(
+    interactions: Annotated[Path | None, typer.Option(**_FILE, help=_FILE_HELP)] = None,
+    split: SplitOption = Split.time,
+    test_fraction: FractionOption = 0.25,
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    seed: Annotated[int, typer.Option()] = 42,
+    train: Annotated[
+        Path | None, typer.Option(**_FILE, help="Training interactions (with --test).")
+    ] = None,
+    test: Annotated[
+        Path | None, typer.Option(**_FILE, help="Test interactions (with --train).")
+    ] = None,
+    params: ParamsOption = None,
+    recs_out: Annotated[
+        Path | None,
+        typer.Option(dir_okay=False, help="Write each test user's top k: user_id,item_id,rank."),
+    ] = None,
+) -> None:
+    """ALS versus popularity on a test split: precision, recall, NDCG and MAP at k and
+    catalogue coverage, as JSON.  Items a user had in training are never recommended to them."""
+    from training.recommend.train import evaluate
+
+    err = Console(stderr=True)
+    try:
+        if (train is None) != (test is None):
+            raise ValidationError("--train and --test go together", field="train")
+        if (interactions is None) == (train is None):
+            raise ValidationError(
+                "give --interactions, or --train and --test", field="interactions"
+            )
+        with err.status("reading interactions…"):
+            if train is not None and test is not None:
+                events, test_events = _load(train), _load(test)
+            else:
+                assert interactions is not None
+                events, test_events = _load(interactions), None
+        with err.status("evaluating…") as status:
+            result = evaluate(
+                events,
+                test_events=test_events,
+                split=split.value,
+                test_fraction=test_fraction,
+                k=k,
+                seed=seed,
+                params=_params(params),
+                progress=lambda m: status.update(m),
+            )
+    except CartwiseError as exc:
+        raise _fail(err, exc) from None
+    if recs_out is not None:
+        result.recommendations_frame().to_csv(recs_out, index=False)
+    print(json.dumps(result.summary(), indent=2))
+
+
+@recs_app.command("train")
+def recs_train(
+    interactions: Annotated[
+        Path | None,
+        typer.Option(**_FILE, help=f"{_FILE_HELP} Default: the commerce database."),
+    ] = None,
+    split: SplitOption = Split.time,
+    test_fraction: FractionOption = 0.25,
+    seed: Annotated[int, typer.Option()] = 42,
+    params: ParamsOption = None,
+    refit: Annotated[
+        bool,
+        typer.Option(help="Ship a model fitted on all interactions (else: on the train split)."),
+    ] = True,
+    promote: Annotated[
+        bool, typer.Option(help="Move the `champion` alias to the new version if it is better.")
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Also keep the artifact here.")
+    ] = None,
+) -> None:
+    """Train on the commerce database (or a file), register the artifact in MLflow, and make
+    it the champion if its test NDCG@10 beats the champion's; print a JSON summary."""
+    from training.recommend.artifact import RecsRegistry
+    from training.recommend.train import RECS_MODEL_NAME
+    from training.recommend.train import train as run_training
+
+    settings = settings_from_env()
+    err = Console(stderr=True)
+    registry = RecsRegistry(
+        settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), RECS_MODEL_NAME
+    )
+    try:
+        chosen = _params(params)
+        with err.status("reading interactions…"):
+            if interactions is not None:
+                events, source = _load(interactions), interactions.name
+            else:
+                events, source = _from_db(settings), "commerce-db"
+        with err.status("training…") as status:
+            result = run_training(
+                events,
+                registry=registry,
+                split=split.value,
+                test_fraction=test_fraction,
+                seed=seed,
+                params=chosen,
+                refit=refit,
+                out_dir=out,
+                promote=promote,
+                tags={"data": source},
+                progress=lambda m: status.update(m),
+            )
+    except CartwiseError as exc:
+        raise _fail(err, exc) from None
+    print(json.dumps(result.summary(), indent=2))
+
+
+def _from_db(settings: Any) -> pd.DataFrame:
+    from serving.bootstrap import bootstrap
+    from training.recommend.data import interactions_from_db
+
+    container = bootstrap(settings, migrate=True, load_models=False)
+    try:
+        return interactions_from_db(container.db)
+    finally:
+        container.close()

@@ -1,0 +1,281 @@
+"""The recommendation model artifact: a directory, the contract with the serving side.
+
+=======================  ==================================================================
+``model.json``           ``version``, ``kind`` ("als"), ``factors``, ``regularization``,
+                         ``alpha``, ``weighting``, ``iterations``, ``event_weights``,
+                         ``metrics`` / ``baseline_metrics`` (ALS / popularity on the test
+                         split), ``items``, ``users`` (counts), ``trained_at`` (ISO 8601 UTC);
+                         plus what else the trainer adds (``evaluation``, ``fit_on``, …)
+``items.json``           item ids (SKUs); position = the int64 item id used everywhere
+``item_factors.npy``     float32 C-contiguous ``[items, factors]``; score = user · item
+``users.json``           user ids (customer ids); position = int64 user id
+``user_factors.npy``     float32 C-contiguous ``[users, factors]``
+``bought_together.npz``  ``ids`` int64 ``[items, 20]`` (-1 padded) and ``scores`` float32
+                         ``[items, 20]``: per item, the items most often in the same basket
+``popularity.npy``       float32 ``[items]``: summed event weights of the last 7 days of data
+=======================  ==================================================================
+
+Bought together: a basket is an order (else one user's purchases of one UTC day);
+``scores[i, j]`` is the share of the baskets holding item ``i`` that also hold ``ids[i, j]``
+(an estimate of P(j | i)), best first, ties by the other item's basket count, then id.  With
+no purchases in the data, baskets are made of all interactions (same user, same UTC day).
+
+``model.json`` is written last: a directory with it is complete.  (The FAISS index is built by
+the serving side from ``item_factors.npy``.)
+
+``RecsRegistry`` stores artifacts in the MLflow registry: the fraud ``ModelRegistry`` with the
+checks of this format's files (the base class insists on ``model.onnx``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from training.fraud.registry import MODEL_PATH, ModelRegistry, RegistryError, _flat, _quiet
+from training.recommend.als import AlsModel, codes_of
+from training.recommend.data import baskets
+
+FILES = (
+    "model.json",
+    "items.json",
+    "item_factors.npy",
+    "users.json",
+    "user_factors.npy",
+    "bought_together.npz",
+    "popularity.npy",
+)
+TOP_TOGETHER = 20
+POPULARITY_DAYS = 7
+_DAY = 86_400
+
+
+def bought_together(
+    events: pd.DataFrame, items: npt.NDArray[np.object_], top: int = TOP_TOGETHER
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], str]:
+    """(ids, scores, source) for every item of ``items`` (see the module docstring); source is
+    ``"purchases"`` or ``"interactions"``."""
+    bought = events[events["purchase"].to_numpy(dtype=bool)]
+    source = "purchases"
+    if bought.empty:
+        bought = events.assign(basket=None)
+        source = "interactions"
+    basket_codes, _ = pd.factorize(baskets(bought))
+    item = codes_of(items, bought["item_id"].to_numpy(object))
+    n_items = len(items)
+    b = sp.csr_matrix(
+        (np.ones(len(item), dtype=np.float32), (basket_codes, item)),
+        shape=(int(basket_codes.max(initial=-1)) + 1, n_items),
+    )
+    b.data[:] = 1.0  # an item twice in one basket counts once
+    counts = np.asarray(b.sum(axis=0), dtype=np.float64).ravel()
+    co = (b.T @ b).tocoo()
+    off = co.row != co.col
+    row, col, together = co.row[off], co.col[off], co.data[off].astype(np.float64)
+    score = together / counts[row]
+    order = np.lexsort((col, -counts[col], -score, row))
+    row, col, score = row[order], col[order], score[order]
+    start = np.searchsorted(row, np.arange(n_items))
+    rank = np.arange(len(row)) - start[row]
+    keep = rank < top
+    ids = np.full((n_items, top), -1, dtype=np.int64)
+    scores = np.zeros((n_items, top), dtype=np.float32)
+    ids[row[keep], rank[keep]] = col[keep]
+    scores[row[keep], rank[keep]] = score[keep]
+    return ids, scores, source
+
+
+def recent_popularity(
+    events: pd.DataFrame, items: npt.NDArray[np.object_], days: int = POPULARITY_DAYS
+) -> npt.NDArray[np.float32]:
+    """Summed event weights per item over the last ``days`` days of the data."""
+    ts = events["timestamp"].to_numpy(np.float64)
+    if ts.size == 0:
+        return np.zeros(len(items), dtype=np.float32)
+    recent = ts > ts.max() - days * _DAY
+    item = codes_of(items, events["item_id"].to_numpy(object)[recent])
+    weight = events["weight"].to_numpy(np.float64)[recent]
+    return np.bincount(item, weights=weight, minlength=len(items)).astype(np.float32)
+
+
+def _json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=None, default=str))
+
+
+def write_artifact(
+    directory: str | Path,
+    *,
+    model: AlsModel,
+    users: npt.NDArray[np.object_],
+    items: npt.NDArray[np.object_],
+    event_weights: Mapping[str, float],
+    metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    bought_together: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+    popularity: npt.NDArray[np.float32],
+    version: str = "unregistered",
+    trained_at: datetime | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the artifact into ``directory`` (created if needed) and return it."""
+    n_users, n_items = len(users), len(items)
+    ids, scores = bought_together
+    uf, itf = model.user_factors, model.item_factors
+    checks = {
+        "user_factors": (uf.shape, (n_users, model.params.factors)),
+        "item_factors": (itf.shape, (n_items, model.params.factors)),
+        "bought_together ids": (ids.shape, (n_items, TOP_TOGETHER)),
+        "bought_together scores": (scores.shape, (n_items, TOP_TOGETHER)),
+        "popularity": (popularity.shape, (n_items,)),
+    }
+    for name, (got, want) in checks.items():
+        if got != want:
+            raise ValueError(f"{name} has shape {got}, expected {want}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.json").unlink(missing_ok=True)  # incomplete until written again, last
+    _json(out / "items.json", [str(i) for i in items])
+    _json(out / "users.json", [str(u) for u in users])
+    np.save(out / "item_factors.npy", np.ascontiguousarray(itf, dtype=np.float32))
+    np.save(out / "user_factors.npy", np.ascontiguousarray(uf, dtype=np.float32))
+    np.savez(
+        out / "bought_together.npz",
+        ids=ids.astype(np.int64),
+        scores=scores.astype(np.float32),
+    )
+    np.save(out / "popularity.npy", popularity.astype(np.float32))
+    p = model.params
+    meta = {
+        "version": version,
+        "kind": "als",
+        "factors": p.factors,
+        "regularization": p.regularization,
+        "alpha": p.alpha,
+        "weighting": p.weighting,
+        "iterations": p.iterations,
+        "event_weights": dict(event_weights),
+        "metrics": dict(metrics),
+        "baseline_metrics": dict(baseline_metrics),
+        "items": n_items,
+        "users": n_users,
+        "trained_at": (trained_at or datetime.now(UTC)).isoformat(),
+        **(extra or {}),
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+    return out
+
+
+def read_artifact(directory: str | Path) -> dict[str, Any]:
+    """Every file of an artifact, loaded (``model``, ``items``, ``users``, ``item_factors``,
+    ``user_factors``, ``bought_together_ids``/``_scores``, ``popularity``)."""
+    d = Path(directory)
+    missing = [f for f in FILES if not (d / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d} lacks {', '.join(missing)}")
+    together = np.load(d / "bought_together.npz")
+    return {
+        "model": json.loads((d / "model.json").read_text()),
+        "items": json.loads((d / "items.json").read_text()),
+        "users": json.loads((d / "users.json").read_text()),
+        "item_factors": np.load(d / "item_factors.npy"),
+        "user_factors": np.load(d / "user_factors.npy"),
+        "bought_together_ids": together["ids"],
+        "bought_together_scores": together["scores"],
+        "popularity": np.load(d / "popularity.npy"),
+    }
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+
+class RecsRegistry(ModelRegistry):
+    """``ModelRegistry`` for recommendation artifacts.  The base class checks for the fraud
+    model's files (``model.onnx``) when logging and fetching; these two methods check for
+    ``artifact.FILES`` instead.  Everything else (runs, versions, aliases) is inherited."""
+
+    @classmethod
+    def of(cls, registry: ModelRegistry) -> RecsRegistry:
+        if isinstance(registry, RecsRegistry):
+            return registry
+        return cls(registry.tracking_uri, registry.artifacts, registry.name)
+
+    def log_and_register(
+        self,
+        model_dir: Path,
+        *,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        plots: Mapping[str, Path],
+        tags: Mapping[str, str],
+    ) -> str:
+        _require(model_dir, "the artifact")
+        with _quiet():
+            from mlflow.entities import Metric, Param
+
+            client = self.client
+            run = client.create_run(self._experiment_id(), tags=dict(tags))
+            run_id, version = run.info.run_id, None
+            try:
+                now = int(time.time() * 1000)
+                client.log_batch(
+                    run_id,
+                    metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                    params=[Param(k, v) for k, v in _flat(params).items()],
+                )
+                self._log_plots(run_id, plots)
+                self._ensure_registered_model()
+                source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_PATH}"
+                mv = client.create_model_version(self.name, source, run_id=run_id, tags=dict(tags))
+                version = str(mv.version)
+                info = json.loads((model_dir / "model.json").read_text())
+                info.update({"version": version, "registered_model": self.name, "run_id": run_id})
+                (model_dir / "model.json").write_text(json.dumps(info, indent=2, default=str))
+                client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
+                client.set_terminated(run_id, "FINISHED")
+            except BaseException:
+                if version is not None:
+                    client.delete_model_version(self.name, version)
+                client.set_terminated(run_id, "FAILED")
+                raise
+        return version
+
+    def fetch(self, version_or_alias: str, dest: Path) -> Path:
+        with _quiet():
+            mv = self._resolve(version_or_alias)
+            version = str(mv.version)
+            target = Path(dest) / version
+            if all((target / f).is_file() for f in FILES):
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+            try:
+                local = Path(self.client.download_artifacts(mv.run_id, MODEL_PATH, str(tmp)))
+                _require(local, f"model version {version}")
+                found = json.loads((local / "model.json").read_text()).get("version")
+                if str(found) != version:
+                    raise RegistryError(f"model version {version}'s model.json says {found!r}")
+                try:
+                    local.rename(target)
+                except OSError:
+                    if not all((target / f).is_file() for f in FILES):
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+
+def _require(directory: Path, what: str) -> None:
+    missing = [f for f in FILES if not (directory / f).is_file()]
+    if missing:
+        raise RegistryError(f"{what} lacks {', '.join(missing)}")
