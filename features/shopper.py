@@ -8,6 +8,7 @@ touched lately (``cw:recent:…``), the day's trending SKUs per category and sto
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 from engine.recommend.shopper import ShopperState, Touch
@@ -20,9 +21,16 @@ log = logging.getLogger(__name__)
 
 
 class ShopperReader:
-    def __init__(self, store: FeatureStore, *, trending_depth: int = 200) -> None:
+    def __init__(
+        self, store: FeatureStore, *, trending_depth: int = 200, stock_refresh_s: float = 1.0
+    ) -> None:
+        """The out-of-stock set is re-read at most every ``stock_refresh_s`` (it is the same
+        object in between, so callers can cache what they derive from it)."""
         self.store = store
         self.depth = trending_depth
+        self.stock_refresh_s = stock_refresh_s
+        self._out: frozenset[str] = frozenset()
+        self._out_read = -1e18
 
     def state(
         self,
@@ -42,12 +50,14 @@ class ShopperReader:
         for scope in scopes:
             for d in (day, day - 1):
                 reads.append(("ZREVRANGE", trend_key(scope, d), 0, self.depth - 1, "WITHSCORES"))
-        reads.append(("SMEMBERS", STOCK_OUT_KEY))
+        stock_due = time.monotonic() - self._out_read >= self.stock_refresh_s
+        if stock_due:
+            reads.append(("SMEMBERS", STOCK_OUT_KEY))
         try:
             ((_, replies),) = self.store.backend.run([Plan(reads=reads)])
         except BackendUnavailable as exc:
             log.warning("shopper state unavailable, serving without it: %s", exc)
-            return ShopperState(degraded=True)
+            return ShopperState(out_of_stock=self._out, degraded=True)
         recent = _recent(replies[:n_recent])
         # a sliding day: today's counts plus yesterday's share not yet covered by today
         weight = 1.0 - (now - day * DAY) / DAY
@@ -55,13 +65,15 @@ class ShopperReader:
             _combine(replies[i], replies[i + 1], weight)
             for i in range(n_recent, n_recent + 2 * len(scopes), 2)
         ]
-        members: Iterable[bytes] = replies[-1] or ()  # type: ignore[assignment]
-        out = frozenset(m.decode() for m in members)
+        if stock_due:
+            members: Iterable[bytes] = replies[-1] or ()  # type: ignore[assignment]
+            self._out = frozenset(m.decode() for m in members)
+            self._out_read = time.monotonic()
         return ShopperState(
             recent=recent,
             trending=trends[-1],
             trending_all=trends[0],
-            out_of_stock=out,
+            out_of_stock=self._out,
         )
 
 

@@ -19,7 +19,7 @@ from rich.table import Table
 from engine.errors import CartwiseError
 from serving.cli_common import console, settings_from_env
 from serving.cli_fraud import fraud_app, train_demo_model
-from serving.cli_recs import recs_app
+from serving.cli_recs import recs_app, train_demo_recommender
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -212,6 +212,7 @@ def demo(
                 _print_summary(_run_seed(container.db, config, seed_store))
                 _rebuild_features(container)
             train_demo_model(settings, container.db)
+            train_demo_recommender(settings, container.db)
         finally:
             container.close()
         _serve_until_interrupted(settings, hints=True)

@@ -11,11 +11,13 @@ import typer
 from rich.console import Console
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import settings_from_env
+from serving.cli_common import console, settings_from_env
+from serving.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from engine.commerce.db import Database
     from training.recommend.als import AlsParams
 
 recs_app = typer.Typer(help="Recommendations: evaluation and training.", no_args_is_help=True)
@@ -198,3 +200,28 @@ def _from_db(settings: Any) -> pd.DataFrame:
         return interactions_from_db(container.db)
     finally:
         container.close()
+
+
+def train_demo_recommender(settings: Settings, db: Database) -> None:
+    """First run of ``cartwise demo``: train the recommender on the demo store and make it the
+    champion, so widgets are personalized at once.  A failure is reported, not fatal."""
+    from training.recommend.artifact import RecsRegistry
+    from training.recommend.data import interactions_from_db
+    from training.recommend.train import train
+
+    registry = RecsRegistry(
+        settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), settings.recs_model_name
+    )
+    if registry.champion() is not None:
+        return
+    try:
+        with console.status("training the recommender on the demo store…"):
+            result = train(interactions_from_db(db), registry=registry, tags={"data": "demo-store"})
+    except (CartwiseError, ValueError) as exc:
+        console.print(f"[yellow]no recommender yet ({exc}); widgets show trending items[/]")
+        return
+    als, pop = result.evaluation.als, result.evaluation.popularity
+    console.print(
+        f"recommender v{result.version} is champion: NDCG@10 {als['ndcg@10']:.3f} "
+        f"(popularity {pop['ndcg@10']:.3f})"
+    )

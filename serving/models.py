@@ -29,7 +29,7 @@ def load_fraud_model(settings: Settings, spec: str | None = None) -> FraudModel 
 def load_rec_model(settings: Settings, spec: str | None = None) -> RecModel | None:
     """The recommender named by ``spec`` (default ``settings.recs_model``), or None (logged):
     widgets then serve trending items only, flagged ``degraded``."""
-    directory = _resolve(settings, spec or settings.recs_model, settings.recs_model_name)
+    directory = _resolve(settings, spec or settings.recs_model, settings.recs_model_name, recs=True)
     if directory is None:
         return None
     model = RecModel.load(directory)
@@ -37,13 +37,15 @@ def load_rec_model(settings: Settings, spec: str | None = None) -> RecModel | No
     return model
 
 
-def _resolve(settings: Settings, spec: str, name: str) -> Path | None:
+def _resolve(settings: Settings, spec: str, name: str, *, recs: bool = False) -> Path | None:
     path = Path(spec)
     if path.is_dir():
         return path
     from training.fraud.registry import ModelRegistry
+    from training.recommend.artifact import RecsRegistry
 
-    registry = ModelRegistry(settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), name)
+    kind = RecsRegistry if recs else ModelRegistry
+    registry = kind(settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), name)
     try:
         return registry.fetch(spec, settings.data_dir / "models" / name)
     except CartwiseError as exc:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -26,13 +27,25 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 READONLY = "cartwise_readonly"
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+# JSON columns (decision logs, audit data) go through orjson: several times faster than the
+# standard library, which matters on the write-behind threads that share a replica's GIL
+JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+
+
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         db_path = url.split("///", 1)[-1]
         if db_path and db_path != ":memory:" and "mode=memory" not in db_path:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **JSON_CODEC,
         )
         _sqlite_pragmas(engine)
         return engine
@@ -45,6 +58,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         pool_timeout=10,
         pool_pre_ping=True,
         connect_args=connect_args,
+        **JSON_CODEC,
     )
 
 

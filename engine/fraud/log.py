@@ -6,9 +6,7 @@ the last 50 ms of decisions are lost; their feature-store effects are not.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -130,18 +128,17 @@ def _row(d: Decision) -> dict[str, Any]:
         "risk_level": d.risk_level,
         "outcome": d.outcome,
         "rule_id": d.rule_id,
-        "matched_rules": list(d.matched_rules),
-        "reasons": [asdict(r) for r in d.reasons],
+        "matched_rules": d.matched_rules,  # JSON columns: orjson takes tuples and mappings
+        "reasons": [
+            {"feature": r.feature, "value": r.value, "contribution": r.contribution}
+            for r in d.reasons
+        ],
         "model_version": d.model_version,
         "features_degraded": d.features_degraded,
-        "attributes": {k: _jsonable(v) for k, v in d.attributes.items()},
-        "inputs": list(d.inputs),
+        "attributes": d.attributes,  # the engine's JSON codec writes Decimal / datetime as text
+        "inputs": d.inputs,
         "created_at": d.created_at,
     }
-
-
-def _jsonable(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal | datetime) else value
 
 
 def _decision(row: FraudDecision) -> Decision:

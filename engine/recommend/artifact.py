@@ -75,6 +75,7 @@ class RecModel:
     bought_together_scores: F32
     index: ItemIndex
     foldin: FoldIn
+    idf: F32 | None  # per item, for a bm25 / tfidf model (events are re-weighted like training)
     _item_ids: dict[str, int] = field(repr=False)
     _user_ids: dict[str, int] = field(repr=False)
 
@@ -110,6 +111,7 @@ class RecModel:
             bought_together_scores=bt_scores,
             index=load_or_build_index(directory, items, users, kind=index_kind),
             foldin=FoldIn(items, float(meta["regularization"]), float(meta["alpha"])),
+            idf=_idf(directory, meta, len(skus)),
             _item_ids={s: i for i, s in enumerate(skus)},
             _user_ids={c: i for i, c in enumerate(customers)},
         )
@@ -138,8 +140,24 @@ class RecModel:
 
     # --- what the recommender asks (engine.recommend.service.RecModelLike) ---------------------
     def fold_in(self, item_ids: I64, weights: npt.NDArray[np.float64], base: F32 | None) -> F32:
-        """The shopper's vector with recent interactions folded in (see ``FoldIn.blend``)."""
-        return self.foldin.blend(item_ids, weights, base=base)
+        """The shopper's vector with recent interactions folded in (see ``FoldIn.blend``),
+        the event weights first re-weighted as training re-weighted the matrix (bm25 /
+        tfidf: ``implicit.nearest_neighbours``), so a folded-in row is on the model's scale."""
+        return self.foldin.blend(item_ids, self.reweight(item_ids, weights), base=base)
+
+    def reweight(self, item_ids: I64, weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        kind = self.meta.get("weighting", "none")
+        if self.idf is None or kind == "none" or not len(item_ids):
+            return weights
+        idf = self.idf[item_ids].astype(np.float64)
+        if kind == "tfidf":
+            out = np.sqrt(weights) * idf
+        else:  # bm25
+            p = self.meta["weighting_params"]
+            k1, b = float(p["K1"]), float(p["B"])
+            norm = (1.0 - b) + b * weights.sum() / float(p["average_length"])
+            out = weights * (k1 + 1.0) / (k1 * norm + weights) * idf
+        return np.maximum(out, 1e-6)
 
     def search(
         self, query: F32, k: int, *, exclude: I64 | None, allow: I64 | None
@@ -355,3 +373,15 @@ class _Files:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _idf(directory: Path, meta: Mapping[str, Any], n_items: int) -> F32 | None:
+    if meta.get("weighting", "none") == "none":
+        return None
+    path = directory / "item_idf.npy"
+    if not path.exists():
+        raise RecModelError(f"{path.name}: a {meta['weighting']} model needs it for fold-in")
+    idf = np.load(path)
+    if idf.shape != (n_items,):
+        raise RecModelError(f"{path.name}: shape {idf.shape}, expected ({n_items},)")
+    return np.asarray(idf, dtype=np.float32)

@@ -60,7 +60,7 @@ class _Context:
     context_sku: str | None
     ok: Callable[[str], bool]
     pool: int
-    excluded: frozenset[str]
+    excluded: tuple[frozenset[str], frozenset[str], frozenset[str]]  # hidden, out of stock, rest
     allowed: frozenset[str]
 
 
@@ -79,10 +79,12 @@ class Recommender:
         self.log = log
         self.model = model
         self._allow_cache: dict[tuple[int, int, frozenset[str]], I64] = {}
+        self._ids_cache: dict[tuple[int, ...], tuple[tuple[frozenset[str], ...], I64]] = {}
 
     def use_model(self, model: RecModelLike | None) -> None:
         self.model = model
         self._allow_cache.clear()
+        self._ids_cache.clear()
 
     def recommend(
         self,
@@ -139,19 +141,20 @@ class Recommender:
         category: str | None,
         k: int,
     ) -> _Context:
-        excluded = set(view.unavailable)
-        if w.in_stock_only:
-            excluded |= state.out_of_stock
-        if w.exclude_purchased:
-            excluded |= {t.sku for t in state.recent if t.type in PURCHASED}
+        out_of_stock = state.out_of_stock if w.in_stock_only else frozenset()
+        extra = (
+            {t.sku for t in state.recent if t.type in PURCHASED} if w.exclude_purchased else set()
+        )
         if context_sku:
-            excluded.add(context_sku)
+            extra.add(context_sku)
         allowed = set(w.categories) | ({category} if category else set())
+        unavailable = view.unavailable
 
         def ok(sku: str) -> bool:
-            if sku in excluded or sku not in view.category:
+            if sku in extra or sku in unavailable or sku in out_of_stock:
                 return False
-            return not allowed or view.category[sku] in allowed
+            cat = view.category.get(sku)
+            return cat is not None and (not allowed or cat in allowed)
 
         return _Context(
             w,
@@ -161,7 +164,7 @@ class Recommender:
             context_sku,
             ok,
             pool=3 * k,
-            excluded=frozenset(excluded),
+            excluded=(unavailable, out_of_stock, frozenset(extra)),
             allowed=frozenset(allowed),
         )
 
@@ -234,10 +237,24 @@ class Recommender:
         return model.fold_in(ids, w, base)
 
     def _filters(self, model: RecModelLike, ctx: _Context) -> tuple[I64 | None, I64 | None]:
-        ids = [i for sku in ctx.excluded if (i := model.item_id(sku)) is not None]
-        exclude = np.array(ids, dtype=np.int64) if ids else None
+        unavailable, out_of_stock, extra = ctx.excluded
+        static = self._ids(model, unavailable, out_of_stock)
+        more = [i for sku in extra if (i := model.item_id(sku)) is not None]
+        ids = np.concatenate([static, np.array(more, dtype=np.int64)]) if more else static
         allow = self._allow(model, ctx.view, ctx.allowed) if ctx.allowed else None
-        return exclude, allow
+        return (ids if len(ids) else None), allow
+
+    def _ids(self, model: RecModelLike, *sets: frozenset[str]) -> I64:
+        """Item ids of SKU sets that stay the same object between reloads (the catalogue
+        snapshot, the out-of-stock set), computed once per combination."""
+        key = (id(model), *(id(s) for s in sets))
+        cached = self._ids_cache.get(key)
+        if cached is None or cached[0] != sets:
+            ids = {i for s in sets for sku in s if (i := model.item_id(sku)) is not None}
+            if len(self._ids_cache) > 64:
+                self._ids_cache.clear()
+            cached = self._ids_cache[key] = (sets, np.array(sorted(ids), dtype=np.int64))
+        return cached[1]
 
     def _allow(self, model: RecModelLike, view: CatalogView, cats: frozenset[str]) -> I64:
         key = (id(model), id(view), cats)

@@ -111,10 +111,8 @@ def main() -> None:
     store.record(events)
     calls = requests(args.calls + 1_000, start, rng, "t")
     # calibrate the policy so ~20% of decisions are non-allow (they pay for reasons)
-    for r in calls[:1_000]:
-        service.score(r)
-    probe = [service.decisions.by_transaction(r.transaction_id) for r in calls[:1_000:10]]
-    cut = int(np.percentile([d.risk_score for d in probe if d], 80))
+    warm = [service.score(r) for r in calls[:1_000]]
+    cut = int(np.percentile([d.risk_score for d in warm], 80))
     service.use_policy(Policy(elevated_at=cut, highest_at=min(cut + 10, 100)))
     log.flush()
 
@@ -134,7 +132,7 @@ def main() -> None:
     # stages, measured apart on the same kind of requests
     stage: dict[str, list[float]] = {"features": [], "model": [], "rules": [], "reasons": []}
     features = TransactionFeatures(store)
-    rows = np.array(log_inputs(db, 2_000), dtype=np.float32)
+    rows = np.array([d.inputs for d in warm], dtype=np.float32)
     snap = config.snapshot()
     for i, r in enumerate(requests(2_000, start + timedelta(days=1), rng, "s")):
         t = time.perf_counter()
@@ -181,15 +179,6 @@ def main() -> None:
     print(f"report: {write('fraud_decision', report)}")
     log.close()
     client.flushdb()
-
-
-def log_inputs(db: Database, n: int) -> list[list[float]]:
-    from sqlalchemy import select
-
-    from engine.fraud.schema import FraudDecision
-
-    with db.transaction(readonly=True) as s:
-        return [list(x) for x in s.scalars(select(FraudDecision.inputs).limit(n))]
 
 
 if __name__ == "__main__":

@@ -368,3 +368,30 @@ def test_cli_train_registers(
     assert body["version"] == "1" and body["promoted"] is True
     assert (tmp_path / "model" / "item_factors.npy").is_file()
     assert (tmp_path / "data" / "mlflow.db").is_file()
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "bm25"])
+def test_fold_in_reweights_events_like_training(
+    events: pd.DataFrame, tmp_path: Path, weighting: str
+) -> None:
+    """A bm25 / tfidf model was fitted on a re-weighted matrix: folding a training user's raw
+    event weights in must land on (nearly) the vector training gave that user."""
+    from engine.recommend.artifact import RecModel
+    from training.recommend.als import encode
+
+    params = AlsParams(
+        factors=16, regularization=1.0, alpha=5.0, iterations=15, weighting=weighting
+    )
+    result = train_module.train(events, params=params, out_dir=tmp_path / "m", num_threads=1)
+    assert result.artifact is not None
+    model = RecModel.load(result.artifact)
+    pairs = encode(events)[0].pairs
+    cosines = []
+    for user in range(0, 600, 60):
+        rows = pairs[pairs["user"] == user]
+        skus = [str(model.skus[int(i)]) for i in rows["item"]]
+        ids = np.array([model.item_id(s) for s in skus], dtype=np.int64)
+        folded = model.fold_in(ids, rows["weight"].to_numpy(np.float64), None)
+        trained = model.user_factors[user]
+        cosines.append(float(folded @ trained / np.linalg.norm(folded) / np.linalg.norm(trained)))
+    assert min(cosines) > 0.98, cosines

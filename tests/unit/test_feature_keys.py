@@ -7,13 +7,17 @@ import pytest
 from features.backends import encode_writes
 from features.definitions import VIEWS_BY_NAME, Entity, FeatureEvent, LabelEvent, Source
 from features.plan import (
+    STOCK_OUT_KEY,
     STOCK_TOTAL_KEY,
+    TREND_ALL,
     Op,
     hll_key,
     plan_event,
     plan_label,
+    recent_key,
     seen_key,
     stock_key,
+    trend_key,
     view_key,
     zset_key,
 )
@@ -37,6 +41,30 @@ def test_exact_key_names() -> None:
     assert seen_key("ev-1") == "cw:seen:ev-1"
     assert stock_key("SKU-1") == "cw:stock:SKU-1"
     assert STOCK_TOTAL_KEY == "cw:stock:available"
+    assert STOCK_OUT_KEY == "cw:stock:out"
+    assert recent_key(Entity.CUSTOMER, "cus_1") == "cw:recent:customer:cus_1"
+    assert recent_key(Entity.SESSION, "s:1") == "cw:recent:session:s:1"
+    assert trend_key("shoes", 20_000) == "cw:trend:shoes:20000"
+    assert trend_key(TREND_ALL, 20_000) == "cw:trend:*:20000"
+
+
+def test_an_interaction_updates_recent_items_and_trending_in_the_same_call() -> None:
+    event = FeatureEvent(
+        "ev1",
+        Source.INTERACTION,
+        "add_to_cart",
+        T0,
+        {Entity.CUSTOMER: "c1", Entity.SESSION: "s1", Entity.SKU: "K1", Entity.CATEGORY: "shoes"},
+        {"qty": 2},
+        {"sku": "K1"},
+    )
+    writes = plan_event(event, read=False, record=True).writes
+    day = int(T0 // 86400)
+    ttl = (day + 1) * 86400 - int(T0) + 3 * 86400
+    assert ("R", "cw:recent:customer:c1", "add_to_cart|K1", T0, 50, 30 * 86400) in writes
+    assert ("R", "cw:recent:session:s1", "add_to_cart|K1", T0, 50, 30 * 86400) in writes
+    assert ("Z", f"cw:trend:*:{day}", "K1", 6, ttl) in writes
+    assert ("Z", f"cw:trend:shoes:{day}", "K1", 6, ttl) in writes
 
 
 def test_transaction_plan_reads_then_writes_exact_fields() -> None:

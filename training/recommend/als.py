@@ -372,3 +372,22 @@ def choose_params(
                 if score(p) > score(best) + 1e-9:
                     best = p
     return Choice(best, trials, int(users.size))
+
+
+def weighting_stats(pairs: pd.DataFrame, shape: tuple[int, int]) -> dict[str, Any]:
+    """What request-time fold-in needs to re-weight a shopper's events the way ``matrix`` did:
+    each item's idf (log N - log1p(df), as implicit computes it) and the mean user row sum."""
+    n_users, n_items = shape
+    df = np.bincount(pairs["item"].to_numpy(np.int64), minlength=n_items).astype(np.float64)
+    idf = np.log(float(n_users)) - np.log1p(df)
+    rows = np.bincount(
+        pairs["user"].to_numpy(np.int64),
+        weights=pairs["weight"].to_numpy(np.float64),
+        minlength=n_users,
+    )
+    return {
+        "idf": idf.astype(np.float32),
+        "average_length": float(rows.mean()),
+        "K1": 100.0,
+        "B": 0.8,
+    }

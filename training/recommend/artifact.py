@@ -127,6 +127,7 @@ def write_artifact(
     version: str = "unregistered",
     trained_at: datetime | None = None,
     extra: Mapping[str, Any] | None = None,
+    weighting: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the artifact into ``directory`` (created if needed) and return it."""
     n_users, n_items = len(users), len(items)
@@ -156,6 +157,12 @@ def write_artifact(
     )
     np.save(out / "popularity.npy", popularity.astype(np.float32))
     p = model.params
+    weighting_params: dict[str, float] = {}
+    if p.weighting != "none":
+        if weighting is None:
+            raise ValueError(f"a {p.weighting} model needs its weighting stats (fold-in uses them)")
+        np.save(out / "item_idf.npy", np.asarray(weighting["idf"], dtype=np.float32))
+        weighting_params = {k: float(weighting[k]) for k in ("average_length", "K1", "B")}
     meta = {
         "version": version,
         "kind": "als",
@@ -163,6 +170,7 @@ def write_artifact(
         "regularization": p.regularization,
         "alpha": p.alpha,
         "weighting": p.weighting,
+        "weighting_params": weighting_params,
         "iterations": p.iterations,
         "event_weights": dict(event_weights),
         "metrics": dict(metrics),

@@ -45,6 +45,7 @@ from training.recommend.als import (
     fit_als,
     fit_popularity,
     matrix,
+    weighting_stats,
 )
 from training.recommend.artifact import (
     RecsRegistry,
@@ -338,6 +339,7 @@ def train(
             bought_together=(ids, scores),
             popularity=recent_popularity(events, ev.encoded.items),
             extra=extra,
+            weighting=weighting_stats(ev.encoded.pairs, ev.encoded.shape),
         )
         version, before, promoted, reason = None, None, False, "not registered"
         if registry is not None:
