@@ -56,6 +56,8 @@ def bootstrap(
     """``load_models=False`` skips the fraud model (CLI commands that do not score)."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if load_models:
+        _one_thread_per_request()
     db = Database(settings.resolved_database_url())
     if migrate:
         db.migrate()
@@ -93,6 +95,18 @@ def bootstrap(
         container.recs.widgets.seed_defaults()
     container.versions = _versions()
     return container
+
+
+def _one_thread_per_request() -> None:
+    """A replica serves many requests at once on few cores: FAISS (OpenMP) and numpy's BLAS
+    run one thread each, as ONNX Runtime does, instead of spinning threads that fight the
+    request threads for the CPU."""
+    from threadpoolctl import threadpool_limits
+
+    from engine.recommend.index import single_thread
+
+    single_thread()
+    threadpool_limits(1)
 
 
 def _versions() -> dict[str, str]:
