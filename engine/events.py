@@ -84,6 +84,7 @@ class PaymentAttempted(Event):
     email: str | None
     shipping_country: str | None
     occurred_at: datetime
+    transaction_id: str | None = None  # the fraud-scored transaction, when the checkout sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,7 @@ class ChargebackFiled(Event):
     reason: str
     transaction_at: datetime
     occurred_at: datetime
+    transaction_id: str | None = None  # the fraud-scored transaction of the payment, if any
 
 
 @dataclass(frozen=True, slots=True)

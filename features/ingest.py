@@ -64,8 +64,10 @@ def transaction_event(
 
 
 def payment_event(e: PaymentAttempted) -> FeatureEvent:
+    """A payment the checkout scored first (``transaction_id``) is that scored transaction:
+    the same event id, so the store counts it once."""
     return transaction_event(
-        event_id=f"pay:{e.payment_id}",
+        event_id=f"txn:{e.transaction_id}" if e.transaction_id else f"pay:{e.payment_id}",
         ts=e.occurred_at,
         amount=e.amount,
         customer_id=e.customer_id,
@@ -79,8 +81,8 @@ def payment_event(e: PaymentAttempted) -> FeatureEvent:
 
 
 def label_event(e: ChargebackFiled) -> LabelEvent:
-    return LabelEvent(
-        label_id=e.chargeback_id,
+    return LabelEvent(  # one label per transaction, however it arrives (feedback, chargeback)
+        label_id=f"txn:{e.transaction_id}" if e.transaction_id else e.chargeback_id,
         tx_ts=e.transaction_at.timestamp(),
         reported_ts=e.occurred_at.timestamp(),
         entities=_entities(customer=e.customer_id, merchant=e.merchant_id, card=e.card_fingerprint),

@@ -117,6 +117,7 @@ class PaymentRequest:
     card: CardInfo = field(default_factory=CardInfo)
     device_id: str | None = None
     ip: str | None = None
+    transaction_id: str | None = None  # the id scored with POST /v1/fraud/score, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +436,7 @@ class Orders:
             card_country=req.card.country,
             device_id=req.device_id,
             ip=req.ip,
+            transaction_id=req.transaction_id,
             created_at=now,
         )
         s.add(pay)
@@ -559,6 +561,7 @@ def payment_attempted(
         email=email,
         shipping_country=shipping_country,
         occurred_at=pay.created_at,
+        transaction_id=pay.transaction_id,
     )
 
 
@@ -573,6 +576,7 @@ def chargeback_filed(cb: Chargeback, pay: Payment, merchant_id: str | None) -> C
         amount=cb.amount,
         reason=cb.reason,
         transaction_at=pay.created_at,
+        transaction_id=pay.transaction_id,
         occurred_at=cb.filed_at,
     )
 

@@ -218,6 +218,8 @@ class Payment(Base):
     card_country: Mapped[str | None] = mapped_column(String(2))
     device_id: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(String(64))
+    # the id the checkout scored with POST /v1/fraud/score: the same transaction in the features
+    transaction_id: Mapped[str | None] = mapped_column(String(128), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 

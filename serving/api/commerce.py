@@ -179,6 +179,7 @@ def _payment(body: PaymentIn | None) -> PaymentRequest:
         card=CardInfo(card.fingerprint, card.bin, card.last4, card.country) if card else CardInfo(),
         device_id=body.device_id,
         ip=body.ip,
+        transaction_id=body.transaction_id,
     )
 
 

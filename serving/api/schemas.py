@@ -222,8 +222,11 @@ class PaymentIn(In):
     card: CardIn | None = None
     device_id: Annotated[str, Field(max_length=128)] | None = None
     ip: Annotated[str, Field(max_length=64)] | None = None
+    transaction_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="The id this payment was scored with (POST /v1/fraud/score)."
+    )
 
-    @field_validator("device_id", "ip")
+    @field_validator("device_id", "ip", "transaction_id")
     @classmethod
     def _not_pan(cls, v: str | None) -> str | None:
         return _no_pan(v, "value")
@@ -240,6 +243,7 @@ class PaymentOut(Out):
     card_bin: str | None
     card_last4: str | None
     card_country: str | None
+    transaction_id: str | None
     created_at: datetime
 
 

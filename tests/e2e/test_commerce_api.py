@@ -331,9 +331,11 @@ def test_lifecycle_payments_chargeback_and_audit(
             "status": "declined",
             "amount": 30,
             "card": {"fingerprint": "fp_abc", "bin": "411111", "last4": "1111", "country": "DE"},
+            "transaction_id": f"{oid}-attempt-1",
         },
     )
     assert declined.status_code == 201 and declined.json()["status"] == "declined"
+    assert declined.json()["transaction_id"] == f"{oid}-attempt-1"
     error(http.post(f"/v1/orders/{oid}/pay", json={"amount": 29}), 422, "invalid_amount", "amount")
     error(
         http.post(f"/v1/orders/{oid}/pay", json={"card": {"fingerprint": "4111 1111 1111 1111"}}),

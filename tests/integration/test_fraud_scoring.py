@@ -240,3 +240,50 @@ def test_rule_edits_reach_other_replicas_through_the_version_counter(
     )
     after = other.snapshot()
     assert after.version > before and "huge" in {r.id for r in after.rules.rules}
+
+
+def test_a_payment_sent_with_its_scored_transaction_id_counts_once(
+    service: FraudService, store: FeatureStore
+) -> None:
+    from engine.events import ChargebackFiled, PaymentAttempted
+    from features.ingest import label_event, payment_event
+
+    service.score(req("t1", ts=NOW - timedelta(days=2)))
+    paid = PaymentAttempted(
+        payment_id="pay_1",
+        order_id="o1",
+        customer_id="cus-1",
+        merchant_id="m-1",
+        method="card",
+        amount=Decimal("25.00"),
+        currency="EUR",
+        status="authorized",
+        card_fingerprint="fp-1",
+        device_id="dev-1",
+        ip="10.1.2.3",
+        email="ann@example.com",
+        shipping_country="DE",
+        occurred_at=NOW - timedelta(days=2),
+        transaction_id="t1",
+    )
+    assert store.record([payment_event(paid)]).duplicates == 1
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp())
+    assert read.values["customer_txn.txn_count_7d"] == 1.0
+    # its chargeback and an analyst's feedback are one label
+    service.feedback(decision_id=None, transaction_id="t1", label="fraud", reported_at=NOW)
+    cb = ChargebackFiled(
+        chargeback_id="cb_1",
+        order_id="o1",
+        payment_id="pay_1",
+        customer_id="cus-1",
+        merchant_id="m-1",
+        card_fingerprint="fp-1",
+        amount=Decimal("25.00"),
+        reason="fraudulent",
+        transaction_at=NOW - timedelta(days=2),
+        occurred_at=NOW,
+        transaction_id="t1",
+    )
+    assert store.record_labels([label_event(cb)]).duplicates == 1
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.frauds_known"] == 1.0
