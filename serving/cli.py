@@ -283,6 +283,8 @@ def _print_hints(url: str, settings: Settings) -> None:
        -d '{{"transaction_id": "demo-tx-1", "customer_id": "cus_000001", "amount": 249.9,
             "currency": "EUR", "card": {{"fingerprint": "fp-demo", "country": "DE"}}}}'
   curl {url}/v1/fraud/rules -H "Authorization: Bearer {token}"
+  curl '{url}/v1/recommendations/cus_000001?widget=home&k=5'
+  curl '{url}/v1/products/SKU-00001/similar?k=5'
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
 Ctrl-C stops everything this command started.
