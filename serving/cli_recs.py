@@ -225,3 +225,42 @@ def train_demo_recommender(settings: Settings, db: Database) -> None:
         f"recommender v{result.version} is champion: NDCG@10 {als['ndcg@10']:.3f} "
         f"(popularity {pop['ndcg@10']:.3f})"
     )
+
+
+@recs_app.command("widgets")
+def recs_widgets(
+    load: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="YAML {name: settings} to create or replace."
+        ),
+    ] = None,
+) -> None:
+    """Print the widget configs as YAML; with --load, apply a YAML file first (all or nothing;
+    replicas pick the change up within a second)."""
+    import yaml
+
+    from engine.commerce.db import Database
+    from engine.recommend.widgets import WidgetStore
+
+    settings = settings_from_env()
+    err = Console(stderr=True)
+    db = Database(settings.resolved_database_url())
+    try:
+        db.migrate()
+        store = WidgetStore(db)
+        store.seed_defaults()
+        if load is not None:
+            try:
+                names = store.put_many(yaml.safe_load(load.read_text()))
+            except yaml.YAMLError as exc:
+                err.print(f"[red]invalid_request: {load} is not YAML ({exc})[/]")
+                raise typer.Exit(2) from None
+            except CartwiseError as exc:
+                raise _fail(err, exc) from None
+            err.print(f"applied: {', '.join(names)}")
+        print(
+            yaml.safe_dump({n: w.config() for n, w in sorted(store.all().items())}, sort_keys=False)
+        )
+    finally:
+        db.dispose()

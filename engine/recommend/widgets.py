@@ -193,6 +193,30 @@ class WidgetStore:
         self._checked = 0.0
         return widget
 
+    def put_many(self, configs: Mapping[str, Any]) -> list[str]:
+        """Create or replace several widgets (a YAML file's contents) all or nothing: every
+        config is validated first; an error names ``{widget}.{field}``."""
+        if not isinstance(configs, Mapping) or not configs:
+            raise ValidationError("expected a mapping of widget name to settings", field="widgets")
+        widgets = []
+        for name, config in configs.items():
+            if not isinstance(config, Mapping):
+                raise ValidationError("settings must be a mapping", field=str(name))
+            try:
+                widgets.append(Widget.from_config(str(name), config))
+            except ValidationError as exc:
+                raise ValidationError(exc.message, field=f"{name}.{exc.field}") from None
+        with self.db.transaction() as s:
+            for w in widgets:
+                row = s.get(RecWidget, w.name)
+                if row is None:
+                    s.add(RecWidget(name=w.name, config=w.config()))
+                else:
+                    row.config = w.config()
+                    row.version = row.version + 1
+        self._checked = 0.0
+        return [w.name for w in widgets]
+
     def delete(self, name: str) -> None:
         with self.db.transaction() as s:
             row = s.get(RecWidget, name)

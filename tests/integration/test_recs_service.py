@@ -238,3 +238,24 @@ def test_without_redis_it_still_answers_degraded(db: Database, model_dir: Path) 
         assert rec.degraded and rec.items == ()  # no catalogue rows in this db: nothing to show
     finally:
         r.log.close()
+
+
+def test_widgets_from_a_yaml_file_all_or_nothing(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    env = {"CARTWISE_DATA_DIR": str(tmp_path), "CARTWISE_DATABASE_URL": ""}
+    good = tmp_path / "widgets.yaml"
+    good.write_text("sale:\n  strategy: trending\n  k: 4\n  promoted_category: shoes\n")
+    run = CliRunner().invoke(app, ["recs", "widgets", "--load", str(good)], env=env)
+    assert run.exit_code == 0, run.output
+    shown = yaml.safe_load(run.stdout)
+    assert shown["sale"]["k"] == 4 and "home" in shown  # the shipped ones stay
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a:\n  k: 3\nb:\n  k: 500\n")
+    run = CliRunner().invoke(app, ["recs", "widgets", "--load", str(bad)], env=env)
+    assert run.exit_code == 2 and "b.k" in run.output
+    run = CliRunner().invoke(app, ["recs", "widgets"], env=env)
+    assert "a" not in yaml.safe_load(run.stdout)  # nothing of the bad file was applied
