@@ -38,6 +38,10 @@ Fraud models
     ``fraud_model_dir`` (session): an XGBoost model trained on them and exported (ONNX +
         ``model.json`` + ``trees.npz``), version ``"test-1"``.
 
+Redis
+    ``flushed_redis``: ``flushed_redis(url)`` is a context manager giving a client of a Redis
+        database flushed on the way in and out (each test module uses its own database number).
+
 Concurrency
     ``run_concurrently``: ``run_concurrently(fn, n) -> list[Outcome]`` runs ``fn(i)`` for
         ``i in range(n)`` on ``n`` threads released together by a ``threading.Barrier``; each
@@ -376,3 +380,24 @@ def fraud_model_dir(fraud_transactions: Any, tmp_path_factory: pytest.TempPathFa
     directory = tmp_path_factory.mktemp("fraud-model")
     export(model, directory, check_rows=data.inputs[:200], meta={"version": "test-1"})
     return directory
+
+
+# --- redis ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _flushed_redis(url: str) -> Iterator[Any]:
+    from features.connection import connect
+
+    client = connect(url, timeout_ms=2000)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def flushed_redis() -> Callable[[str], Any]:
+    return _flushed_redis

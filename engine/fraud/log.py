@@ -26,12 +26,11 @@ class DecisionNotFound(NotFound):
     code = "decision_not_found"
 
 
-class DecisionLog:
+class DecisionLog(WriteBehind[Decision]):
     """Decisions are written behind the request (``engine.writebehind``); reads flush first."""
 
     def __init__(self, db: Database, *, flush_interval: float = 0.05) -> None:
-        self.db = db
-        self._rows = WriteBehind(
+        super().__init__(
             db,
             FraudDecision,
             ["transaction_id"],
@@ -39,23 +38,6 @@ class DecisionLog:
             name="decision-log",
             flush_interval=flush_interval,
         )
-
-    @property
-    def written(self) -> int:
-        return self._rows.written
-
-    @property
-    def dropped(self) -> int:
-        return self._rows.dropped
-
-    def append(self, decision: Decision) -> None:
-        self._rows.append(decision)
-
-    def flush(self) -> None:
-        self._rows.flush()
-
-    def close(self) -> None:
-        self._rows.close()
 
     # --- reading -------------------------------------------------------------------------------
     def get(self, decision_id: str) -> Decision:

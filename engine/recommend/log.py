@@ -64,19 +64,9 @@ def _row(r: Recommendation) -> dict[str, Any]:
     }
 
 
-class RecommendationLog:
+class RecommendationLog(WriteBehind[Recommendation]):
     def __init__(self, db: Database) -> None:
-        self.db = db
-        self._rows = WriteBehind(db, RecommendationRow, ["id"], _row, name="recommendation-log")
-
-    def append(self, rec: Recommendation) -> None:
-        self._rows.append(rec)
-
-    def flush(self) -> None:
-        self._rows.flush()
-
-    def close(self) -> None:
-        self._rows.close()
+        super().__init__(db, RecommendationRow, ["id"], _row, name="recommendation-log")
 
     def stats(self, widget: str, *, days: int = 7) -> dict[str, Any]:
         """Impressions, clicks (views), add-to-carts and purchases that came back with the

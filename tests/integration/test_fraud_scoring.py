@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -30,12 +31,9 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = connect(URL, timeout_ms=2000)
-    c.flushdb()
-    yield c
-    c.flushdb()
-    c.close()
+def client(flushed_redis: Callable[[str], Any]) -> Iterator[redis.Redis]:
+    with flushed_redis(URL) as c:
+        yield c
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,12 +79,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = connect(URL, timeout_ms=2000)
-    c.flushdb()
-    yield c
-    c.flushdb()
-    c.close()
+def client(flushed_redis: Callable[[str], Any]) -> Iterator[redis.Redis]:
+    with flushed_redis(URL) as c:
+        yield c
 
 
 @pytest.fixture

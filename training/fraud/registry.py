@@ -32,7 +32,7 @@ from engine.errors import CartwiseError, NotFound
 CHAMPION = "champion"
 MODEL_PATH = "model"
 PLOTS_PATH = "plots"
-MODEL_FILES = ("model.onnx", "model.json")
+MODEL_FILES = ("model.onnx", "model.json", "trees.npz")
 _QUIET_LOGGERS = ("mlflow", "alembic", "databricks", "urllib3", "git")
 
 
@@ -79,7 +79,10 @@ def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class ModelRegistry:
-    """One registered model (``name``) of the MLflow registry at ``tracking_uri``."""
+    """One registered model (``name``) of the MLflow registry at ``tracking_uri``.  ``files``
+    are what a version's directory must hold (a subclass names its own kind's)."""
+
+    files: tuple[str, ...] = MODEL_FILES
 
     def __init__(self, tracking_uri: str, artifacts: Path, name: str) -> None:
         self.tracking_uri = tracking_uri
@@ -158,9 +161,9 @@ class ModelRegistry:
         plots: Mapping[str, Path],
         tags: Mapping[str, str],
     ) -> str:
-        """Log a run with ``model_dir`` (``model.onnx``, ``model.json``), register it as the next
+        """Log a run with ``model_dir`` (the kind's ``files``), register it as the next
         version, and return the version; ``model.json``'s ``version`` is set to it first."""
-        missing = [f for f in MODEL_FILES if not (model_dir / f).is_file()]
+        missing = [f for f in self.files if not (model_dir / f).is_file()]
         if missing:
             raise RegistryError(f"{model_dir} lacks {', '.join(missing)}")
         with _quiet():
@@ -230,7 +233,7 @@ class ModelRegistry:
             mv = self._resolve(version_or_alias)
             version = str(mv.version)
             target = Path(dest) / version
-            if all((target / f).is_file() for f in MODEL_FILES):
+            if all((target / f).is_file() for f in self.files):
                 return target
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
@@ -240,15 +243,14 @@ class ModelRegistry:
                 try:
                     local.rename(target)  # atomic: a concurrent fetch sees all or nothing
                 except OSError:
-                    if not all((target / f).is_file() for f in MODEL_FILES):
+                    if not all((target / f).is_file() for f in self.files):
                         raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    @staticmethod
-    def _check_download(local: Path, version: str) -> None:
-        missing = [f for f in MODEL_FILES if not (local / f).is_file()]
+    def _check_download(self, local: Path, version: str) -> None:
+        missing = [f for f in self.files if not (local / f).is_file()]
         if missing:
             raise RegistryError(f"model version {version} lacks {', '.join(missing)}")
         meta = json.loads((local / "model.json").read_text())

@@ -30,9 +30,6 @@ checks of this format's files (the base class insists on ``model.onnx``).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +40,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from training.fraud.registry import MODEL_PATH, ModelRegistry, RegistryError, _flat, _quiet
+from training.fraud.registry import ModelRegistry
 from training.recommend.als import AlsModel, codes_of
 from training.recommend.data import baskets
 
@@ -208,82 +205,13 @@ def read_artifact(directory: str | Path) -> dict[str, Any]:
 
 
 class RecsRegistry(ModelRegistry):
-    """``ModelRegistry`` for recommendation artifacts.  The base class checks for the fraud
-    model's files (``model.onnx``) when logging and fetching; these two methods check for
-    ``artifact.FILES`` instead.  Everything else (runs, versions, aliases) is inherited."""
+    """``ModelRegistry`` for recommendation artifacts: the same runs, versions and aliases;
+    a version's directory must hold ``artifact.FILES``."""
+
+    files = FILES
 
     @classmethod
     def of(cls, registry: ModelRegistry) -> RecsRegistry:
         if isinstance(registry, RecsRegistry):
             return registry
         return cls(registry.tracking_uri, registry.artifacts, registry.name)
-
-    def log_and_register(
-        self,
-        model_dir: Path,
-        *,
-        metrics: Mapping[str, float],
-        params: Mapping[str, Any],
-        plots: Mapping[str, Path],
-        tags: Mapping[str, str],
-    ) -> str:
-        _require(model_dir, "the artifact")
-        with _quiet():
-            from mlflow.entities import Metric, Param
-
-            client = self.client
-            run = client.create_run(self._experiment_id(), tags=dict(tags))
-            run_id, version = run.info.run_id, None
-            try:
-                now = int(time.time() * 1000)
-                client.log_batch(
-                    run_id,
-                    metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                    params=[Param(k, v) for k, v in _flat(params).items()],
-                )
-                self._log_plots(run_id, plots)
-                self._ensure_registered_model()
-                source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_PATH}"
-                mv = client.create_model_version(self.name, source, run_id=run_id, tags=dict(tags))
-                version = str(mv.version)
-                info = json.loads((model_dir / "model.json").read_text())
-                info.update({"version": version, "registered_model": self.name, "run_id": run_id})
-                (model_dir / "model.json").write_text(json.dumps(info, indent=2, default=str))
-                client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
-                client.set_terminated(run_id, "FINISHED")
-            except BaseException:
-                if version is not None:
-                    client.delete_model_version(self.name, version)
-                client.set_terminated(run_id, "FAILED")
-                raise
-        return version
-
-    def fetch(self, version_or_alias: str, dest: Path) -> Path:
-        with _quiet():
-            mv = self._resolve(version_or_alias)
-            version = str(mv.version)
-            target = Path(dest) / version
-            if all((target / f).is_file() for f in FILES):
-                return target
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-            try:
-                local = Path(self.client.download_artifacts(mv.run_id, MODEL_PATH, str(tmp)))
-                _require(local, f"model version {version}")
-                found = json.loads((local / "model.json").read_text()).get("version")
-                if str(found) != version:
-                    raise RegistryError(f"model version {version}'s model.json says {found!r}")
-                try:
-                    local.rename(target)
-                except OSError:
-                    if not all((target / f).is_file() for f in FILES):
-                        raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return target
-
-
-def _require(directory: Path, what: str) -> None:
-    missing = [f for f in FILES if not (directory / f).is_file()]
-    if missing:
-        raise RegistryError(f"{what} lacks {', '.join(missing)}")
