@@ -16,4 +16,6 @@ def settings_from_env() -> Settings:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # FAISS logs every CPU-specific build it tries before the one that loads
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     return settings
