@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import threading
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ from engine.fraud.schema import (
     FraudListItem,
     FraudRule,
 )
+from engine.reloading import Reloading
 
 LIST_KINDS = ("card_fingerprint", "email", "ip", "device_id", "country", "customer_id", "bin")
 MODES = ("active", "shadow")
@@ -89,47 +89,24 @@ def normalize(kind: str, value: str, field: str = "value") -> str:
 class FraudConfig:
     def __init__(self, db: Database, *, poll_s: float = 1.0) -> None:
         self.db = db
-        self.poll_s = poll_s
-        self._lock = threading.Lock()
-        self._snapshot: Snapshot | None = None
-        self._checked = 0.0
+        self._snapshot = Reloading(db, _version, _load, poll_s=poll_s)
 
     # --- evaluation side -----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        now = time.monotonic()
-        current = self._snapshot
-        if current is not None and now - self._checked < self.poll_s:
-            return current
-        with self._lock:
-            if self._snapshot is not None and now - self._checked < self.poll_s:
-                return self._snapshot
-            with self.db.transaction(readonly=True) as s:
-                version = self._version(s)
-                if self._snapshot is None or self._snapshot.version != version:
-                    self._snapshot = self._load(s, version)
-            self._checked = now
-            return self._snapshot
+        return self._snapshot.get()
 
-    def _version(self, s: Session) -> int:
-        return int(
-            s.scalar(select(FraudConfigVersion.version).where(FraudConfigVersion.id == 1)) or 0
-        )
-
-    def _load(self, s: Session, version: int) -> Snapshot:
-        lists: dict[str, set[str]] = {name: set() for name in s.scalars(select(FraudList.name))}
-        for name, value in s.execute(select(FraudListItem.list_name, FraudListItem.value)):
-            lists[name].add(value)
-        rules = [_rule(r) for r in s.scalars(select(FraudRule))]
-        ruleset = RuleSet(rules, known_attributes(), lists.keys())
-        return Snapshot(version, ruleset, {k: frozenset(v) for k, v in lists.items()})
-
-    def _bump(self, s: Session) -> None:
-        s.execute(
-            update(FraudConfigVersion)
-            .where(FraudConfigVersion.id == 1)
-            .values(version=FraudConfigVersion.version + 1)
-        )
-        self._checked = 0.0  # this replica reloads on its next decision
+    @contextmanager
+    def _edit(self) -> Iterator[Session]:
+        """One change: its transaction also moves the version counter every replica polls;
+        this replica reloads on its next decision."""
+        with self.db.transaction() as s:
+            yield s
+            s.execute(
+                update(FraudConfigVersion)
+                .where(FraudConfigVersion.id == 1)
+                .values(version=FraudConfigVersion.version + 1)
+            )
+        self._snapshot.invalidate()
 
     # --- rules ---------------------------------------------------------------------------------
     def rules(self) -> list[dict[str, Any]]:
@@ -147,28 +124,25 @@ class FraudConfig:
         rule_id = data.get("id") or rule_id_for(str(data.get("name", "")))
         if not _SLUG.match(rule_id):
             raise ValidationError("id must be 1 to 64 of a-z, 0-9, - and _", field="id")
-        with self.db.transaction() as s:
+        with self._edit() as s:
             if s.get(FraudRule, rule_id) is not None:
                 raise AlreadyExists(f"rule {rule_id!r} exists", field="id")
             row = FraudRule(id=rule_id)
             self._apply_rule(s, row, data, creating=True)
             s.add(row)
-            self._bump(s)
             s.flush()
             return _rule_dict(row)
 
     def update_rule(self, rule_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        with self.db.transaction() as s:
+        with self._edit() as s:
             row = self._get_rule(s, rule_id)
             self._apply_rule(s, row, data, creating=False)
-            self._bump(s)
             s.flush()
             return _rule_dict(row)
 
     def delete_rule(self, rule_id: str) -> None:
-        with self.db.transaction() as s:
+        with self._edit() as s:
             s.delete(self._get_rule(s, rule_id))
-            self._bump(s)
 
     def _get_rule(self, s: Session, rule_id: str) -> FraudRule:
         row = s.get(FraudRule, rule_id)
@@ -213,17 +187,16 @@ class FraudConfig:
             raise ValidationError("name must be 1 to 64 of a-z, 0-9 and _", field="name")
         if kind not in LIST_KINDS:
             raise ValidationError(f"kind must be one of {', '.join(LIST_KINDS)}", field="kind")
-        with self.db.transaction() as s:
+        with self._edit() as s:
             if s.get(FraudList, name) is not None:
                 raise AlreadyExists(f"list {name!r} exists", field="name")
             row = FraudList(name=name, kind=kind, description=description)
             s.add(row)
-            self._bump(s)
             s.flush()
             return _list_dict(row, 0)
 
     def delete_list(self, name: str) -> None:
-        with self.db.transaction() as s:
+        with self._edit() as s:
             row = self._get_list(s, name)
             users = [r.id for r in s.scalars(select(FraudRule)) if name in list_names(r.expression)]
             if users:
@@ -234,7 +207,6 @@ class FraudConfig:
                 )
             s.query(FraudListItem).filter(FraudListItem.list_name == name).delete()
             s.delete(row)
-            self._bump(s)
 
     def items(self, name: str, *, limit: int = 100, after: str | None = None) -> dict[str, Any]:
         with self.db.transaction(readonly=True) as s:
@@ -254,7 +226,7 @@ class FraudConfig:
         """Add (value, note) pairs; values already listed are left as they are."""
         if not values or len(values) > MAX_LIST_ITEMS_PER_CALL:
             raise ValidationError(f"send 1 to {MAX_LIST_ITEMS_PER_CALL} items", field="items")
-        with self.db.transaction() as s:
+        with self._edit() as s:
             row = self._get_list(s, name)
             clean = {
                 normalize(row.kind, v, f"items[{i}].value"): note
@@ -269,23 +241,34 @@ class FraudConfig:
             )
             added = [v for v in clean if v not in existing]
             s.add_all(FraudListItem(list_name=name, value=v, note=clean[v]) for v in added)
-            self._bump(s)
             return {"list": name, "added": len(added), "already_listed": len(existing)}
 
     def remove_item(self, name: str, value: str) -> None:
-        with self.db.transaction() as s:
+        with self._edit() as s:
             row = self._get_list(s, name)
             item = s.get(FraudListItem, (name, normalize(row.kind, value)))
             if item is None:
                 raise NotFound(f"{value!r} is not in list {name!r}", field="value")
             s.delete(item)
-            self._bump(s)
 
     def _get_list(self, s: Session, name: str) -> FraudList:
         row = s.get(FraudList, name)
         if row is None:
             raise ListNotFound(f"no list {name!r}", field="name")
         return row
+
+
+def _version(s: Session) -> int:
+    return int(s.scalar(select(FraudConfigVersion.version).where(FraudConfigVersion.id == 1)) or 0)
+
+
+def _load(s: Session, version: int) -> Snapshot:
+    lists: dict[str, set[str]] = {name: set() for name in s.scalars(select(FraudList.name))}
+    for name, value in s.execute(select(FraudListItem.list_name, FraudListItem.value)):
+        lists[name].add(value)
+    rules = [_rule(r) for r in s.scalars(select(FraudRule))]
+    ruleset = RuleSet(rules, known_attributes(), lists.keys())
+    return Snapshot(version, ruleset, {k: frozenset(v) for k, v in lists.items()})
 
 
 def _rule(r: FraudRule) -> Rule:

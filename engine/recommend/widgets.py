@@ -10,8 +10,6 @@ rules).
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,10 +17,12 @@ from typing import Any, Literal
 
 import yaml
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
 from engine.errors import NotFound, ValidationError
 from engine.recommend.schema import RecWidget
+from engine.reloading import Reloading
 
 Strategy = Literal["personalized", "similar", "bought_together", "trending"]
 STRATEGIES: tuple[Strategy, ...] = ("personalized", "similar", "bought_together", "trending")
@@ -133,10 +133,7 @@ def default_widgets() -> dict[str, dict[str, Any]]:
 class WidgetStore:
     def __init__(self, db: Database, *, poll_s: float = 1.0) -> None:
         self.db = db
-        self.poll_s = poll_s
-        self._lock = threading.Lock()
-        self._cache: tuple[int, dict[str, Widget]] | None = None
-        self._checked = 0.0
+        self._widgets = Reloading(db, _stamp, _load, poll_s=poll_s)
 
     def seed_defaults(self) -> int:
         """Insert the shipped widgets when there are none (first start)."""
@@ -147,10 +144,11 @@ class WidgetStore:
             for name, config in defaults.items():
                 Widget.from_config(name, config)
                 s.add(RecWidget(name=name, config=config))
-            return len(defaults)
+        self._widgets.invalidate()
+        return len(defaults)
 
     def get(self, name: str) -> Widget:
-        widgets = self._widgets()
+        widgets = self._widgets.get()
         if name not in widgets:
             raise UnknownWidget(
                 f"unknown widget {name!r}; known: {', '.join(sorted(widgets))}", field="widget"
@@ -158,26 +156,7 @@ class WidgetStore:
         return widgets[name]
 
     def all(self) -> dict[str, Widget]:
-        return dict(self._widgets())
-
-    def _widgets(self) -> dict[str, Widget]:
-        now = time.monotonic()
-        if self._cache is not None and now - self._checked < self.poll_s:
-            return self._cache[1]
-        with self._lock:
-            with self.db.transaction(readonly=True) as s:
-                stamp = s.execute(
-                    select(func.count(), func.coalesce(func.sum(RecWidget.version), 0))
-                ).one()
-                key = hash(tuple(stamp))
-                if self._cache is None or self._cache[0] != key:
-                    rows = s.scalars(select(RecWidget)).all()
-                    self._cache = (
-                        key,
-                        {r.name: Widget.from_config(r.name, r.config) for r in rows},
-                    )
-            self._checked = now
-            return self._cache[1]
+        return dict(self._widgets.get())
 
     def put(self, name: str, config: Mapping[str, Any]) -> Widget:
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
@@ -190,7 +169,7 @@ class WidgetStore:
             else:
                 row.config = widget.config()
                 row.version = row.version + 1
-        self._checked = 0.0
+        self._widgets.invalidate()
         return widget
 
     def put_many(self, configs: Mapping[str, Any]) -> list[str]:
@@ -214,7 +193,7 @@ class WidgetStore:
                 else:
                     row.config = w.config()
                     row.version = row.version + 1
-        self._checked = 0.0
+        self._widgets.invalidate()
         return [w.name for w in widgets]
 
     def delete(self, name: str) -> None:
@@ -223,4 +202,14 @@ class WidgetStore:
             if row is None:
                 raise WidgetNotFound(f"no widget {name!r}", field="name")
             s.delete(row)
-        self._checked = 0.0
+        self._widgets.invalidate()
+
+
+def _stamp(s: Session) -> tuple[tuple[str, int], ...]:
+    """Every widget's name and version: any put or delete changes it."""
+    rows = s.execute(select(RecWidget.name, RecWidget.version).order_by(RecWidget.name))
+    return tuple((name, version) for name, version in rows)
+
+
+def _load(s: Session, _stamp: tuple[tuple[str, int], ...]) -> dict[str, Widget]:
+    return {r.name: Widget.from_config(r.name, r.config) for r in s.scalars(select(RecWidget))}

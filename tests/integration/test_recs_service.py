@@ -257,3 +257,15 @@ def test_widgets_from_a_yaml_file_all_or_nothing(tmp_path: Path) -> None:
     assert run.exit_code == 2 and "b.k" in run.output
     run = CliRunner().invoke(app, ["recs", "widgets"], env=env)
     assert "a" not in yaml.safe_load(run.stdout)  # nothing of the bad file was applied
+
+
+def test_every_widget_edit_reaches_other_replicas(db: Database) -> None:
+    here, there = WidgetStore(db, poll_s=0), WidgetStore(db, poll_s=0)
+    here.seed_defaults()
+    assert "home" in there.all()
+    # one widget gone and another added: the same count and the same sum of versions
+    here.delete("trending")
+    here.put("new", {"strategy": "trending", "k": 3})
+    assert set(there.all()) == {"home", "product_page", "cart", "new"}
+    here.put("new", {"strategy": "trending", "k": 5})
+    assert there.get("new").k == 5
