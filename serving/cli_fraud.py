@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.errors import CartwiseError
-from serving.cli_common import console, settings_from_env
+from serving.cli_common import console, fail, settings_from_env
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,8 +62,7 @@ def fraud_backtest(
         with err.status("validating and training…") as status:
             result = run(data, protocol, folds=folds, progress=lambda m: status.update(m))
     except CartwiseError as exc:
-        err.print(f"[red]{exc.code}: {exc.message}[/]")
-        raise typer.Exit(2) from None
+        raise fail(err, exc) from None
     if scores_out is not None:
         result.scores.to_csv(scores_out, index=False)
     summary = result.summary()
@@ -170,8 +169,7 @@ def fraud_train(
                 progress=lambda m: status.update(m),
             )
     except CartwiseError as exc:
-        err.print(f"[red]{exc.code}: {exc.message}[/]")
-        raise typer.Exit(2) from None
+        raise fail(err, exc) from None
     except (TypeError, ValueError) as exc:  # XGBoost refusing a --params value
         if grid is None:
             raise
@@ -234,9 +232,7 @@ def rules_backtest(
         with err.status("reading transactions and evaluating rules…"):
             report = backtest_rules(parsed, load_table(transactions), named)
     except CartwiseError as exc:
-        field = f" ({exc.field})" if exc.field else ""
-        err.print(f"[red]{exc.code}{field}: {exc.message}[/]")
-        raise typer.Exit(2) from None
+        raise fail(err, exc) from None
     print(json.dumps(report, indent=2, default=str))
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import console, settings_from_env
+from serving.cli_common import console, fail, settings_from_env
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,14 +31,6 @@ _FILE_HELP = (
 class Split(StrEnum):
     stratified = "stratified"
     time = "time"
-
-
-def _fail(err: Console, exc: CartwiseError) -> typer.Exit:
-    field = f" ({exc.field})" if exc.field else ""
-    err.print(f"[red]{exc.code}{field}: {exc.message}[/]", highlight=False)
-    for item in exc.items[:5]:
-        err.print(f"  {item}", highlight=False)
-    return typer.Exit(2)
 
 
 def _params(text: str | None) -> AlsParams | list[AlsParams] | None:
@@ -127,7 +119,7 @@ def recs_evaluate(
                 progress=lambda m: status.update(m),
             )
     except CartwiseError as exc:
-        raise _fail(err, exc) from None
+        raise fail(err, exc) from None
     if recs_out is not None:
         result.recommendations_frame().to_csv(recs_out, index=False)
     print(json.dumps(result.summary(), indent=2))
@@ -187,7 +179,7 @@ def recs_train(
                 progress=lambda m: status.update(m),
             )
     except CartwiseError as exc:
-        raise _fail(err, exc) from None
+        raise fail(err, exc) from None
     print(json.dumps(result.summary(), indent=2))
 
 
@@ -257,7 +249,7 @@ def recs_widgets(
                 err.print(f"[red]invalid_request: {load} is not YAML ({exc})[/]")
                 raise typer.Exit(2) from None
             except CartwiseError as exc:
-                raise _fail(err, exc) from None
+                raise fail(err, exc) from None
             err.print(f"applied: {', '.join(names)}")
         print(
             yaml.safe_dump({n: w.config() for n, w in sorted(store.all().items())}, sort_keys=False)
