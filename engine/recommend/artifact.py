@@ -51,6 +51,9 @@ USERS = "users.json"
 USER_FACTORS = "user_factors.npy"
 BOUGHT_TOGETHER = "bought_together.npz"
 POPULARITY = "popularity.npy"
+ITEM_IDF = "item_idf.npy"  # bm25 / tfidf models only
+# what training writes and a registry version must hold (the index is built at first load)
+FILES = (META, ITEMS, ITEM_FACTORS, USERS, USER_FACTORS, BOUGHT_TOGETHER, POPULARITY)
 INDEX = "index.faiss"
 INDEX_META = "index.json"
 
@@ -378,7 +381,7 @@ def _is_number(value: Any) -> bool:
 def _idf(directory: Path, meta: Mapping[str, Any], n_items: int) -> F32 | None:
     if meta.get("weighting", "none") == "none":
         return None
-    path = directory / "item_idf.npy"
+    path = directory / ITEM_IDF
     if not path.exists():
         raise RecModelError(f"{path.name}: a {meta['weighting']} model needs it for fold-in")
     idf = np.load(path)

@@ -40,19 +40,21 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from engine.recommend.artifact import (
+    BOUGHT_TOGETHER,
+    FILES,
+    ITEM_FACTORS,
+    ITEM_IDF,
+    ITEMS,
+    META,
+    POPULARITY,
+    USER_FACTORS,
+    USERS,
+)
 from training.fraud.registry import ModelRegistry
 from training.recommend.als import AlsModel, codes_of
 from training.recommend.data import baskets
 
-FILES = (
-    "model.json",
-    "items.json",
-    "item_factors.npy",
-    "users.json",
-    "user_factors.npy",
-    "bought_together.npz",
-    "popularity.npy",
-)
 TOP_TOGETHER = 20
 POPULARITY_DAYS = 7
 _DAY = 86_400
@@ -142,23 +144,23 @@ def write_artifact(
             raise ValueError(f"{name} has shape {got}, expected {want}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "model.json").unlink(missing_ok=True)  # incomplete until written again, last
-    _json(out / "items.json", [str(i) for i in items])
-    _json(out / "users.json", [str(u) for u in users])
-    np.save(out / "item_factors.npy", np.ascontiguousarray(itf, dtype=np.float32))
-    np.save(out / "user_factors.npy", np.ascontiguousarray(uf, dtype=np.float32))
+    (out / META).unlink(missing_ok=True)  # incomplete until written again, last
+    _json(out / ITEMS, [str(i) for i in items])
+    _json(out / USERS, [str(u) for u in users])
+    np.save(out / ITEM_FACTORS, np.ascontiguousarray(itf, dtype=np.float32))
+    np.save(out / USER_FACTORS, np.ascontiguousarray(uf, dtype=np.float32))
     np.savez(
-        out / "bought_together.npz",
+        out / BOUGHT_TOGETHER,
         ids=ids.astype(np.int64),
         scores=scores.astype(np.float32),
     )
-    np.save(out / "popularity.npy", popularity.astype(np.float32))
+    np.save(out / POPULARITY, popularity.astype(np.float32))
     p = model.params
     weighting_params: dict[str, float] = {}
     if p.weighting != "none":
         if weighting is None:
             raise ValueError(f"a {p.weighting} model needs its weighting stats (fold-in uses them)")
-        np.save(out / "item_idf.npy", np.asarray(weighting["idf"], dtype=np.float32))
+        np.save(out / ITEM_IDF, np.asarray(weighting["idf"], dtype=np.float32))
         weighting_params = {k: float(weighting[k]) for k in ("average_length", "K1", "B")}
     meta = {
         "version": version,
@@ -177,7 +179,7 @@ def write_artifact(
         "trained_at": (trained_at or datetime.now(UTC)).isoformat(),
         **(extra or {}),
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=2, default=str))
+    (out / META).write_text(json.dumps(meta, indent=2, default=str))
     return out
 
 
@@ -188,16 +190,16 @@ def read_artifact(directory: str | Path) -> dict[str, Any]:
     missing = [f for f in FILES if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d} lacks {', '.join(missing)}")
-    together = np.load(d / "bought_together.npz")
+    together = np.load(d / BOUGHT_TOGETHER)
     return {
-        "model": json.loads((d / "model.json").read_text()),
-        "items": json.loads((d / "items.json").read_text()),
-        "users": json.loads((d / "users.json").read_text()),
-        "item_factors": np.load(d / "item_factors.npy"),
-        "user_factors": np.load(d / "user_factors.npy"),
+        "model": json.loads((d / META).read_text()),
+        "items": json.loads((d / ITEMS).read_text()),
+        "users": json.loads((d / USERS).read_text()),
+        "item_factors": np.load(d / ITEM_FACTORS),
+        "user_factors": np.load(d / USER_FACTORS),
         "bought_together_ids": together["ids"],
         "bought_together_scores": together["scores"],
-        "popularity": np.load(d / "popularity.npy"),
+        "popularity": np.load(d / POPULARITY),
     }
 
 
