@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 @serve.ingress()
 class CartwiseApi:
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        self.container = bootstrap(Settings(**(settings or {})), migrate=False)
+        config = Settings(**(settings or {}))
+        self.container = bootstrap(config, migrate=False)
+        # what bootstrap just loaded: Serve calls reconfigure right after __init__, and loading
+        # the same models again would only double the replica's start-up
+        self._started_with = {"fraud": config.fraud_model, "recs": config.recs_model}
 
     def __serve_build_asgi_app__(self):  # called by Serve after __init__
         return create_app(self.container)
@@ -40,16 +44,25 @@ class CartwiseApi:
         """``user_config`` of serving/config.yaml, applied without restarting the replica:
         ``fraud: {model, elevated_at, highest_at, elevated_outcome, highest_outcome, reasons}``
         and ``recs: {model}``."""
-        recs_spec = ((config or {}).get("recs") or {}).get("model")
-        if recs_spec:
-            self.container.recs.use_model(load_rec_model(self.container.settings, str(recs_spec)))
-        fraud = dict((config or {}).get("fraud") or {})
-        spec = fraud.pop("model", None)
+        config = config or {}
+        fraud = dict(config.get("fraud") or {})
+        fraud_spec = fraud.pop("model", None)
+        recs_spec = (config.get("recs") or {}).get("model")
+        policy = Policy.from_config(fraud)  # a bad config changes nothing
+        settings = self.container.settings
+        if self._changed("recs", recs_spec):
+            self.container.recs.use_model(load_rec_model(settings, str(recs_spec)))
         service = self.container.fraud
-        service.use_policy(Policy.from_config(fraud))
-        if spec:
-            service.use_model(load_fraud_model(self.container.settings, str(spec)))
-        log.info("reconfigured: fraud policy %s, model %s", service.policy, spec or "unchanged")
+        service.use_policy(policy)
+        if self._changed("fraud", fraud_spec):
+            service.use_model(load_fraud_model(settings, str(fraud_spec)))
+        log.info("reconfigured: fraud policy %s, models %s / %s", policy, fraud_spec, recs_spec)
+
+    def _changed(self, kind: str, spec: object) -> bool:
+        """Whether to load ``spec``: always, except at the first reconfigure for the very spec
+        bootstrap loaded (later calls re-resolve it: an alias may have moved)."""
+        first = self._started_with.pop(kind, None)
+        return bool(spec) and str(spec) != first
 
     def check_health(self) -> None:
         if not self.container.db.ping():
