@@ -1,20 +1,21 @@
 """The catalogue as recommendations need it: each SKU's category and whether it may be shown.
 
-Loaded from SQL into memory and reloaded at most every ``refresh_s`` seconds (a product hidden in
-the admin disappears from recommendations within that time); the request path never queries
-SQL.
+Kept in memory and read again from SQL only when a product changed, checked at most every
+``refresh_s`` seconds (a product hidden in the admin disappears from recommendations within that
+time); the request path queries SQL at most once per ``refresh_s``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
 from engine.commerce.schema import Product
+from engine.reloading import Reloading
 
 
 @dataclass(frozen=True)
@@ -27,32 +28,24 @@ class CatalogView:
 
 
 class CatalogCache:
+    """The catalogue snapshot, re-checked at most every ``refresh_s``: a cheap stamp (row
+    count and newest update) decides whether the products are read again."""
+
     def __init__(self, db: Database, *, refresh_s: float = 30.0) -> None:
-        self.db = db
-        self.refresh_s = refresh_s
-        self._view: CatalogView | None = None
-        self._loaded = 0.0
-        self._lock = threading.Lock()
+        self._view = Reloading(db, _stamp, _load, poll_s=refresh_s)
 
     def view(self) -> CatalogView:
-        now = time.monotonic()
-        if self._view is not None and now - self._loaded < self.refresh_s:
-            return self._view
-        with self._lock:
-            if self._view is None or now - self._loaded >= self.refresh_s:
-                self._view = self._load()
-                self._loaded = now
-            return self._view
+        return self._view.get()
 
-    def invalidate(self) -> None:
-        self._loaded = 0.0
 
-    def _load(self) -> CatalogView:
-        with self.db.transaction(readonly=True) as s:
-            rows = s.execute(
-                select(Product.sku, Product.category, Product.active, Product.hidden)
-            ).all()
-        return CatalogView(
-            category={sku: category for sku, category, _, _ in rows},
-            unavailable=frozenset(sku for sku, _, active, hidden in rows if hidden or not active),
-        )
+def _stamp(s: Session) -> tuple[int, datetime | None]:
+    count, newest = s.execute(select(func.count(), func.max(Product.updated_at))).one()
+    return int(count), newest
+
+
+def _load(s: Session, _stamp: tuple[int, datetime | None]) -> CatalogView:
+    rows = s.execute(select(Product.sku, Product.category, Product.active, Product.hidden)).all()
+    return CatalogView(
+        category={sku: category for sku, category, _, _ in rows},
+        unavailable=frozenset(sku for sku, _, active, hidden in rows if hidden or not active),
+    )
