@@ -92,7 +92,10 @@ class FraudService:
         row = assemble(store, np.array([float(request.amount)]), np.array([ts]))
         probability = float(model.probabilities(row)[0])
         score = risk_score(probability)
-        attributes = self._attributes(request, snapshot, row[0], probability, score)
+        own = self._request_attributes(request, probability, score)
+        # rules read the request's own attributes and every feature and model input
+        inputs = row[0].tolist()
+        attributes = {**snapshot.values, **dict(zip(INPUTS, inputs, strict=True)), **own}
         config = self.config.snapshot()
         verdict = config.rules.evaluate(attributes, config.lists)
         level = policy.level(score)
@@ -130,41 +133,33 @@ class FraudService:
             rule_id=decisive,
             model_version=model.version,
             features_degraded=snapshot.degraded,
-            attributes=_request_only(attributes),
-            inputs=tuple(float(x) for x in row[0]),
+            attributes=own,  # the log keeps the request's own (inputs are kept separately)
+            inputs=tuple(inputs),
         )
 
-    def _attributes(
-        self,
-        request: ScoreRequest,
-        snapshot: FeatureSnapshot,
-        row: np.ndarray[Any, Any],
-        probability: float,
-        score: int,
+    @staticmethod
+    def _request_attributes(
+        request: ScoreRequest, probability: float, score: int
     ) -> dict[str, Any]:
         card = request.card
-        out: dict[str, Any] = dict(snapshot.values)
-        out.update(zip(INPUTS, row.tolist(), strict=True))
-        out.update(
-            request_attributes(
-                amount=float(request.amount),
-                currency=request.currency,
-                payment_method=request.payment_method,
-                customer_id=request.customer_id,
-                merchant_id=request.merchant_id,
-                channel=request.channel,
-                card_fingerprint=card.fingerprint if card else None,
-                card_bin=card.bin if card else None,
-                card_country=card.country if card else None,
-                card_last4=card.last4 if card else None,
-                device_id=request.device_id,
-                ip=request.ip,
-                email=request.email,
-                billing_country=request.billing_country,
-                shipping_country=request.shipping_country,
-                item_count=request.item_count,
-                ts=request.ts.timestamp(),
-            )
+        out = request_attributes(
+            amount=float(request.amount),
+            currency=request.currency,
+            payment_method=request.payment_method,
+            customer_id=request.customer_id,
+            merchant_id=request.merchant_id,
+            channel=request.channel,
+            card_fingerprint=card.fingerprint if card else None,
+            card_bin=card.bin if card else None,
+            card_country=card.country if card else None,
+            card_last4=card.last4 if card else None,
+            device_id=request.device_id,
+            ip=request.ip,
+            email=request.email,
+            billing_country=request.billing_country,
+            shipping_country=request.shipping_country,
+            item_count=request.item_count,
+            ts=request.ts.timestamp(),
         )
         out["probability"] = probability
         out["risk_score"] = score
@@ -217,8 +212,3 @@ class FraudService:
 
 def _numbers(values: Mapping[str, float | str | None]) -> list[tuple[str, float]]:
     return [(k, float(v)) for k, v in values.items() if isinstance(v, float | int)]
-
-
-def _request_only(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """What the log keeps of the attributes: the request's own (inputs are kept separately)."""
-    return {k: v for k, v in attributes.items() if "." not in k and k not in INPUTS}
