@@ -13,6 +13,8 @@ from engine.events import MessageBus
 from engine.fraud.config import FraudConfig
 from engine.fraud.log import DecisionLog
 from engine.fraud.service import FraudService
+from engine.pricing.config import PricingConfig
+from engine.pricing.service import PricingService
 from engine.recommend.catalog import CatalogCache
 from engine.recommend.log import RecommendationLog
 from engine.recommend.service import Recommender
@@ -21,6 +23,7 @@ from features.backends import RedisBackend
 from features.connection import connect
 from features.fraud import TransactionFeatures
 from features.ingest import FeatureIngestor
+from features.pricing import PricingInputs
 from features.shopper import ShopperReader
 from features.store import FeatureStore
 from serving.models import load_fraud_model, load_rec_model
@@ -41,6 +44,7 @@ class Container:
     ingestor: FeatureIngestor
     fraud: FraudService
     recs: Recommender
+    pricing: PricingService
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -62,9 +66,10 @@ def bootstrap(
     if migrate:
         db.migrate()
     bus = MessageBus()
+    bulk_client = connect(settings.redis_url, timeout_ms=settings.redis_bulk_timeout_ms)
     features = FeatureStore(
         RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms)),
-        bulk=RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_bulk_timeout_ms)),
+        bulk=RedisBackend(bulk_client),
     )
     ingestor = FeatureIngestor(features)
     ingestor.subscribe(bus)
@@ -90,9 +95,19 @@ def bootstrap(
             RecommendationLog(db),
             model=load_rec_model(settings) if load_models else None,
         ),
+        pricing=PricingService(
+            db,
+            PricingConfig(db, base_currency=settings.base_currency),
+            PricingInputs(features, bulk_client),
+            quote_ttl_s=settings.quote_ttl_s,
+            competitor_ttl_s=settings.competitor_ttl_s,
+        ),
     )
     if migrate:
         container.recs.widgets.seed_defaults()
+        container.pricing.config.seed_defaults()
+    if load_models:
+        container.pricing.warm_up()  # no request pays numba's compilation
     container.versions = _versions()
     return container
 

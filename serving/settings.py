@@ -44,6 +44,13 @@ class Settings(BaseSettings):
         "champion",
         description="Fraud model to serve: a registry alias, a version, or a model directory.",
     )
+    base_currency: str = Field(
+        "EUR", pattern=r"^[A-Z]{3}$", description="Currency the FX table's rates are against."
+    )
+    quote_ttl_s: int = Field(900, ge=1, description="How long a price quote is honoured.")
+    competitor_ttl_s: int = Field(
+        2 * 86_400, ge=60, description="How long a competitor's observed price counts."
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serving.api import commerce, errors, features, fraud, recommend
+from serving.api import commerce, errors, features, fraud, pricing, recommend
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
@@ -22,6 +22,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(features.router)
     app.include_router(fraud.router)
     app.include_router(recommend.router)
+    app.include_router(pricing.router)
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import engine.fraud.schema
-import engine.recommend.schema  # noqa: F401  (registers the recommendation tables)
+import engine.pricing.schema
+import engine.recommend.schema  # noqa: F401  (registers the recommendation and pricing tables)
 from engine.commerce.schema import Base
 
 config = context.config

@@ -1,0 +1,1 @@
+"""Dynamic pricing: rules, numba kernels with guardrails, quotes, repricing, suggestions."""

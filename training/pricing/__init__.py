@@ -1,0 +1,1 @@
+"""Dynamic pricing, offline side: price elasticities from sales history and a market simulator."""
