@@ -19,6 +19,7 @@ from rich.table import Table
 from engine.errors import CartwiseError
 from serving.cli_common import console, settings_from_env
 from serving.cli_fraud import fraud_app, train_demo_model
+from serving.cli_pricing import pricing_app
 from serving.cli_recs import recs_app, train_demo_recommender
 from serving.settings import Settings
 
@@ -34,6 +35,7 @@ features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(recs_app, name="recs")
+app.add_typer(pricing_app, name="pricing")
 
 
 @db_app.command("upgrade")

@@ -1,9 +1,9 @@
 """Price changes and suggestions in SQL: every change leaves an audit row, in the same
 transaction as the price it changed.
 
-A change is applied only if the SKU's price is still the one it was computed from (an
-optimistic check on the row): two reprices racing, or an approval racing a reprice, cannot both
-move one price from the same starting point.
+A change is applied only if the SKU's price is still the one it was computed from (checked
+under a lock every price writer takes): two reprices racing, or an approval racing a reprice,
+cannot both move one price from the same starting point.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.commerce.db import insert_ignore
 from engine.commerce.ids import new_id
 from engine.errors import NotFound, ValidationError
-from engine.pricing.listings import day_of, money
+from engine.pricing.listings import cents, day_of, money
 from engine.pricing.schema import PriceChange, PriceSuggestion, SkuPrice
 
 SUGGESTION_STATUSES = ("pending", "approved", "rejected", "superseded")
+PRICE_LOCK = 0x63770001  # pg_advisory_xact_lock key of price writers ("cw", 1)
 
 
 class SuggestionNotFound(NotFound):
@@ -45,14 +45,32 @@ class Change:
 
 
 def apply_changes(s: Session, changes: Sequence[Change], *, actor: str, now: datetime) -> int:
-    """Move each price from ``old_c`` to ``new_c`` with its audit row; returns how many moved
-    (a price someone else moved meanwhile is left alone)."""
-    applied = 0
+    """Move each price from ``old_c`` to ``new_c`` with its audit row, in bulk; returns how
+    many moved.  Writers of prices take one lock (PostgreSQL: a transaction-level advisory
+    lock; SQLite: its write lock, taken at BEGIN), then each price is checked against what the
+    change was computed from: one moved meanwhile is left alone."""
+    if not changes:
+        return 0
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PRICE_LOCK})
+    skus = [c.sku for c in changes]
+    current: dict[str, int] = {}
+    for i in range(0, len(skus), 1_000):
+        rows = s.execute(
+            select(SkuPrice.sku, SkuPrice.price).where(SkuPrice.sku.in_(skus[i : i + 1_000]))
+        )
+        current.update((sku, cents(price)) for sku, price in rows)
     today = day_of(now)
-    dialect = s.get_bind().dialect.name
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
     for c in changes:
+        have = current.get(c.sku)
+        if have is not None and have != c.old_c:
+            continue  # moved by someone else since it was read
         open_c = c.opened_c if c.opened_today else c.old_c
         values = {
+            "sku": c.sku,
             "price": money(c.new_c),
             "currency": c.currency,
             "rule": c.rule,
@@ -63,38 +81,29 @@ def apply_changes(s: Session, changes: Sequence[Change], *, actor: str, now: dat
             "open_day": today,
             "updated_at": now,
         }
-        moved = cast(
-            CursorResult[Any],
-            s.execute(
-                update(SkuPrice)
-                .where(SkuPrice.sku == c.sku, SkuPrice.price == money(c.old_c))
-                .values(**values)
-            ),
-        ).rowcount
-        if not moved:
-            # never priced before: the row starts here (unless another writer just made it)
-            inserted = s.execute(
-                insert_ignore(dialect, SkuPrice, [{"sku": c.sku, **values}], ["sku"])
-            )
-            moved = cast(CursorResult[Any], inserted).rowcount
-        if moved:
-            s.add(
-                PriceChange(
-                    sku=c.sku,
-                    old_price=money(c.old_c),
-                    new_price=money(c.new_c),
-                    currency=c.currency,
-                    rule=c.rule,
-                    strategy=c.strategy,
-                    bounded_by=c.bounded_by,
-                    actor=actor,
-                    reason=c.reason,
-                    suggestion_id=c.suggestion_id,
-                    created_at=now,
-                )
-            )
-            applied += 1
-    return applied
+        (inserts if have is None else updates).append(values)
+        audits.append(
+            {
+                "sku": c.sku,
+                "old_price": money(c.old_c),
+                "new_price": money(c.new_c),
+                "currency": c.currency,
+                "rule": c.rule,
+                "strategy": c.strategy,
+                "bounded_by": c.bounded_by,
+                "actor": actor,
+                "reason": c.reason,
+                "suggestion_id": c.suggestion_id,
+                "created_at": now,
+            }
+        )
+    if updates:
+        s.execute(update(SkuPrice), updates)  # bulk UPDATE by primary key
+    if inserts:
+        s.execute(insert(SkuPrice), inserts)
+    if audits:
+        s.execute(insert(PriceChange), audits)
+    return len(audits)
 
 
 def suggest(s: Session, changes: Sequence[Change], *, now: datetime) -> int:

@@ -88,6 +88,22 @@ class CustomerSegments:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, tuple[float, tuple[str | None, str | None]]] = OrderedDict()
 
+    def warm_up(self) -> str | None:
+        """Load the newest ``size`` customers (a replica starts with its likely shoppers
+        cached, and the lookup's connection and statement warm); returns one of their ids, to
+        warm the rest of the quote path with (None: no customers yet)."""
+        now = time.monotonic()
+        with self.db.transaction(readonly=True) as s:
+            rows = s.execute(
+                select(Customer.id, Customer.attributes)
+                .order_by(Customer.created_at.desc())
+                .limit(self.size)
+            ).all()
+        with self._lock:
+            for customer_id, attributes in reversed(rows):
+                self._cache[customer_id] = (now, _segment(attributes))
+        return rows[0][0] if rows else None
+
     def get(self, customer_id: str) -> tuple[str | None, str | None]:
         now = time.monotonic()
         with self._lock:
@@ -105,16 +121,19 @@ class CustomerSegments:
                         field="customer_id",
                         code="unknown_customer",
                     )
-        attributes = attributes or {}
-        seg = attributes.get("segment")
-        tier = attributes.get("loyalty_tier")
-        value = (str(seg) if seg else None, str(tier) if tier else None)
+        value = _segment(attributes)
         with self._lock:
             self._cache[customer_id] = (now, value)
             self._cache.move_to_end(customer_id)
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return value
+
+
+def _segment(attributes: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    attributes = attributes or {}
+    seg, tier = attributes.get("segment"), attributes.get("loyalty_tier")
+    return (str(seg) if seg else None, str(tier) if tier else None)
 
 
 def _channels(s: Session) -> tuple[int, Any]:
@@ -150,10 +169,18 @@ class PricingService:
         self.clock = clock
         self._channels = Reloading(db, _channels, _load_channels, poll_s=30.0)
 
-    @staticmethod
-    def warm_up() -> None:
-        """Compile the kernels (or load numba's cache) before the first request."""
+    def warm_up(self) -> None:
+        """Before the first request: compile the kernels (or load numba's cache), read the
+        rules, the FX table, the channels and the price book, and run one quote."""
         k.warm_up()
+        self.config.snapshot()
+        self._channels.get()
+        customer = self.segments.warm_up()
+        book = self.book.get()
+        active = next((listing.sku for listing in book.values() if listing.active), None)
+        if active is not None:
+            self.quote([active], customer_id=customer)
+            self.quote([active], currency=self.config.base_currency)
 
     # --- quotes --------------------------------------------------------------------------------
     def quote(
@@ -173,7 +200,7 @@ class PricingService:
         want, currency_field = self._currency(currency, channel)
         segment, tier = self.segments.get(customer_id) if customer_id else (None, None)
         seg_rules = snap.rules.segment_rules() if customer_id else []
-        listings = self.book.get()
+        listings = self._listings(skus)
         valid_until = now + timedelta(seconds=self.quote_ttl_s)
         out = []
         for i, sku in enumerate(skus):
@@ -191,6 +218,15 @@ class PricingService:
             )
         return out
 
+    def _listings(self, skus: Sequence[str]) -> Mapping[str, Listing]:
+        """The price book; read again at once when it lacks one of ``skus`` (a product made a
+        moment ago, maybe on another replica), instead of within the polling interval."""
+        listings = self.book.get()
+        if any(sku not in listings for sku in skus):
+            self.book.invalidate()
+            listings = self.book.get()
+        return listings
+
     def _currency(self, currency: str | None, channel: str | None) -> tuple[str | None, str]:
         if currency is not None:
             if not CURRENCY.match(currency):
@@ -198,6 +234,9 @@ class PricingService:
             return currency, "currency"
         if channel is not None:
             channels = self._channels.get()
+            if channel not in channels:  # made a moment ago? look again before refusing
+                self._channels.invalidate()
+                channels = self._channels.get()
             if channel not in channels:
                 raise ValidationError(
                     f"unknown channel {channel!r}", field="channel", code="unknown_channel"
@@ -469,10 +508,8 @@ class PricingService:
     def history(
         self, sku: str, *, limit: int = 50, before: int | None = None
     ) -> list[dict[str, Any]]:
-        if sku not in self.book.get():
-            with self.db.transaction(readonly=True) as s:
-                if not load_listings(s, [sku]):
-                    raise UnknownSku(f"unknown sku {sku!r}", field="sku")
+        if sku not in self._listings([sku]):
+            raise UnknownSku(f"unknown sku {sku!r}", field="sku")
         with self.db.transaction(readonly=True) as s:
             return ledger.history(s, sku, limit=limit, before=before)
 
@@ -485,7 +522,7 @@ class PricingService:
         if len(rows) > MAX_FEED_ROWS:
             raise ValidationError(f"at most {MAX_FEED_ROWS} prices per call", field="body")
         snap = self.config.snapshot()
-        listings = self.book.get()
+        listings = self._listings([str(row["sku"]) for row in rows])
         now = self.clock().timestamp()
         keep: list[CompetitorPrice] = []
         too_old = 0
@@ -515,7 +552,7 @@ class PricingService:
         }
 
     def competitor_prices(self, sku: str) -> list[dict[str, Any]]:
-        listing = self.book.get().get(sku)
+        listing = self._listings([sku]).get(sku)
         if listing is None:
             raise UnknownSku(f"unknown sku {sku!r}", field="sku")
         now = self.clock().timestamp()

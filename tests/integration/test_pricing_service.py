@@ -157,8 +157,14 @@ def test_demand_raises_a_fast_seller_within_the_daily_limit_and_audits_it(
 
 def test_floor_and_map_bound_every_price(pricing: PricingService, db: Database) -> None:
     # no sales at all: demand wants list minus nothing; MAP 45.00 above the 22.00 floor
-    pricing.config.put_rule("all-in", {"strategy": "demand", "priority": 50,
-                            "guardrails": {"min_interval_minutes": 0, "ceiling_pct": 100}})  # fmt: skip
+    pricing.config.put_rule(
+        "all-in",
+        {
+            "strategy": "demand",
+            "priority": 50,
+            "guardrails": {"min_interval_minutes": 0, "ceiling_pct": 100},
+        },
+    )
     pricing.config.put_guardrails({"min_margin_pct": 10, "charm": ".99"})
     result = pricing.reprice()
     assert price_of(db, "MAPPED") == Decimal("49.99")
@@ -179,11 +185,21 @@ def test_competitor_prices_make_suggestions_an_admin_decides(
 ) -> None:
     pricing.config.put_fx({"USD": 1.25})
     feed = [
-        {"sku": "PHONE", "competitor": "acme", "price": 450.0, "currency": "USD",
-         "observed_at": clock.now - timedelta(hours=1)},  # 360 EUR
-        {"sku": "PHONE", "competitor": "zap", "price": 380.0, "currency": "EUR",
-         "observed_at": clock.now - timedelta(hours=2)},
-    ]  # fmt: skip
+        {
+            "sku": "PHONE",
+            "competitor": "acme",
+            "price": 450.0,
+            "currency": "USD",
+            "observed_at": clock.now - timedelta(hours=1),
+        },  # 360 EUR
+        {
+            "sku": "PHONE",
+            "competitor": "zap",
+            "price": 380.0,
+            "currency": "EUR",
+            "observed_at": clock.now - timedelta(hours=2),
+        },
+    ]
     assert pricing.put_competitor_prices(feed)["stored"] == 2
     # an older observation of the same competitor does not replace the newer one
     stale = {**feed[1], "price": 300.0, "observed_at": clock.now - timedelta(hours=5)}
@@ -254,6 +270,7 @@ def test_quotes_apply_segment_discounts_currency_and_channel(
     ],
 )
 def test_bad_quotes_name_the_field(pricing: PricingService, kwargs: dict, field: str) -> None:
+    kwargs = dict(kwargs)
     skus = kwargs.pop("skus")
     with pytest.raises(ValidationError) as err:
         pricing.quote(skus, **kwargs)
@@ -273,8 +290,13 @@ def test_bad_quotes_name_the_field(pricing: PricingService, kwargs: dict, field:
 def test_a_bad_feed_row_stores_nothing(
     pricing: PricingService, client: redis.Redis, row: dict, field: str
 ) -> None:
-    good = {"sku": "HOT", "competitor": "acme", "price": 19.0, "currency": "EUR",
-            "observed_at": T0 - timedelta(minutes=1)}  # fmt: skip
+    good = {
+        "sku": "HOT",
+        "competitor": "acme",
+        "price": 19.0,
+        "currency": "EUR",
+        "observed_at": T0 - timedelta(minutes=1),
+    }
     with pytest.raises(ValidationError) as err:
         pricing.put_competitor_prices([good, {**good, **row}])
     assert err.value.field == field
@@ -282,8 +304,13 @@ def test_a_bad_feed_row_stores_nothing(
 
 
 def test_expired_competitor_prices_are_ignored(pricing: PricingService, clock: Clock) -> None:
-    row = {"sku": "HOT", "competitor": "acme", "price": 15.0, "currency": "EUR",
-           "observed_at": clock.now - timedelta(days=3)}  # fmt: skip
+    row = {
+        "sku": "HOT",
+        "competitor": "acme",
+        "price": 15.0,
+        "currency": "EUR",
+        "observed_at": clock.now - timedelta(days=3),
+    }
     assert pricing.put_competitor_prices([row])["expired"] == 1
     pricing.put_competitor_prices([{**row, "observed_at": clock.now}])
     clock.advance(days=2, seconds=1)
@@ -302,16 +329,22 @@ def test_elasticity_prices_at_the_profit_maximum(
             Estimate(
                 "category", "toys", "toys", -1.8, 0.9, -3.6, 0.0, 900, 500, 0.08, 0.3, "ok"
             ),  # too uncertain for the rule's max_std_err 0.4
-        ],  # fmt: skip
+        ],
         source="test",
         settings={},
         history_from=None,
         history_to=None,
         rows=1800,
     )
-    pricing.config.put_rule("elasticity", {"strategy": "elasticity", "priority": 20,
-                            "params": {"max_std_err": 0.4},
-                            "guardrails": {"max_change_pct_per_day": 50}})  # fmt: skip
+    pricing.config.put_rule(
+        "elasticity",
+        {
+            "strategy": "elasticity",
+            "priority": 20,
+            "params": {"max_std_err": 0.4},
+            "guardrails": {"max_change_pct_per_day": 50},
+        },
+    )
     result = pricing.reprice()
     assert result.strategies == {"elasticity": 1, "demand": 3}
     # cost 250 * 2.5 / 1.5 = 416.67 -> 416.99 (within the 130 % ceiling of 520)
@@ -334,3 +367,14 @@ def test_dry_run_changes_nothing(pricing: PricingService, db: Database) -> None:
     result = pricing.reprice(dry_run=True)
     assert result.changed == 4 and result.dry_run
     assert audit_count(db) == 0 and price_of(db, "HOT") is None
+
+
+def test_racing_reprices_apply_each_change_once(
+    pricing: PricingService, db: Database, run_concurrently: Callable[..., Any]
+) -> None:
+    outcomes = run_concurrently(lambda i: pricing.reprice(actor=f"racer-{i}"), 4)
+    assert [o.error for o in outcomes] == [None] * 4
+    assert sum(o.value.changed for o in outcomes) == 4  # each SKU moved by exactly one run
+    assert audit_count(db) == 4
+    for o in outcomes:  # a run that lost the race skipped what it had computed
+        assert o.value.changed + o.value.skipped + o.value.unchanged == 4

@@ -198,11 +198,13 @@ def test_the_daily_limit_is_cumulative_from_the_opening_price() -> None:
     """Two steps of 8 % in one day under a 10 % limit: the second stops at +10 % of the
     day's opening price, not of the price after the first step."""
     g = np.array([[0, 50_000, 1_000, 0, 0]], dtype=np.float64)
-    args = dict(list_c=10_000.0, cost_c=1_000.0, map_c=0.0, since_change_s=1e9)
-    first, _ = k.guard(10_800.0, cur_c=10_000.0, open_c=10_000.0, **args, g0=0, g1=50_000,
-                       g2=1_000, g3=0, g4=0)  # fmt: skip
-    second, bound = k.guard(11_664.0, cur_c=first, open_c=10_000.0, **args, g0=0, g1=50_000,
-                            g2=1_000, g3=0, g4=0)  # fmt: skip
+    args = {"list_c": 10_000.0, "cost_c": 1_000.0, "map_c": 0.0, "since_change_s": 1e9}
+    first, _ = k.guard(
+        10_800.0, cur_c=10_000.0, open_c=10_000.0, **args, g0=0, g1=50_000, g2=1_000, g3=0, g4=0
+    )
+    second, bound = k.guard(
+        11_664.0, cur_c=first, open_c=10_000.0, **args, g0=0, g1=50_000, g2=1_000, g3=0, g4=0
+    )
     assert (first, second, bound) == (10_800.0, 11_000.0, k.BOUND_CHANGE)
     assert g.shape == (1, k.N_GUARDS)
 

@@ -134,6 +134,49 @@ def closed_form_pricer(
     return np.where(elastic, optimum, list_price)
 
 
+def engine_pricer(min_margin_pct: float = 5.0, ceiling_pct: float = 150.0) -> Pricer:
+    """The engine's elasticity rule as a pricer: the numba repricing kernel over the whole
+    catalogue, with its guardrails (floor = cost · (1 + margin), ceiling = list · ceiling
+    share; no change limits or charm rounding, which a simulated day does not need).  Costs
+    round up to a cent so the kernel's floor is never below the simulator's."""
+    from engine.pricing import kernels as k
+
+    guards = np.zeros((2, k.N_GUARDS))
+    guards[:, k.G_MIN_MARGIN_BP] = round(min_margin_pct * 100)
+    guards[:, k.G_CEILING_BP] = round(ceiling_pct * 100)
+
+    def price(
+        cost: Array, list_price: Array, elasticity: Array, floor: Array, ceiling: Array
+    ) -> Array:
+        n = len(cost)
+        list_c = np.floor(np.asarray(list_price) * 100 + 1e-6).astype(np.int32)
+        cost_c = np.ceil(np.asarray(cost) * 100 - 1e-6).astype(np.int32)
+        inputs = np.full((k.N_INPUTS, n), np.nan, dtype=np.float32)
+        inputs[k.I_ELASTICITY] = elasticity
+        starts, seg_rule = k.segments(np.zeros(n, dtype=np.int64))
+        out = np.zeros(n, dtype=np.int32)
+        k.reprice(
+            starts,
+            seg_rule,
+            list_c,
+            cost_c,
+            np.zeros(n, dtype=np.int32),
+            list_c,
+            np.full(n, -1, dtype=np.int32),  # no change limits
+            np.zeros(n, dtype=np.int64),
+            inputs,
+            np.array([k.STRATEGY_ELASTICITY], dtype=np.int64),
+            np.zeros((1, k.N_PARAMS)),
+            guards,
+            np.zeros(n),
+            out,
+            np.zeros(n, dtype=np.int8),
+        )
+        return out.astype(np.float64) / 100
+
+    return price
+
+
 def oracle_prices(
     market: Market, floor: Array | None = None, ceiling: Array | None = None
 ) -> Array:
