@@ -215,8 +215,15 @@ def demo(
                 _rebuild_features(container)
             train_demo_model(settings, container.db)
             train_demo_recommender(settings, container.db)
+            priced = container.pricing.reprice(actor="demo")
+            console.print(
+                f"repriced {priced.evaluated} SKUs: {priced.changed} changed, "
+                f"{priced.suggested} suggested ({priced.duration_ms:.0f} ms)"
+            )
         finally:
             container.close()
+        if not settings.reprice_every_s:  # the demo reprices every 15 minutes
+            settings = settings.model_copy(update={"reprice_every_s": 900})
         _serve_until_interrupted(settings, hints=True)
     finally:
         _stop(redis_proc)

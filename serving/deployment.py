@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from engine.fraud.decision import Policy
+from engine.pricing.schedule import RepriceSchedule
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
 from serving.models import load_fraud_model, load_rec_model
@@ -33,6 +34,10 @@ class CartwiseApi:
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         config = Settings(**(settings or {}))
         self.container = bootstrap(config, migrate=False)
+        self.schedule: RepriceSchedule | None = None
+        if config.reprice_every_s:
+            self.schedule = RepriceSchedule(self.container.pricing, config.reprice_every_s)
+            self.schedule.start()
         # what bootstrap just loaded: Serve calls reconfigure right after __init__, and loading
         # the same models again would only double the replica's start-up
         self._started_with = {"fraud": config.fraud_model, "recs": config.recs_model}
@@ -69,6 +74,9 @@ class CartwiseApi:
             raise RuntimeError("database unreachable")
 
     def __del__(self) -> None:
+        schedule = getattr(self, "schedule", None)
+        if schedule is not None:
+            schedule.stop()
         container = getattr(self, "container", None)
         if container is not None:
             container.close()

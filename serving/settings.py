@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         "EUR", pattern=r"^[A-Z]{3}$", description="Currency the FX table's rates are against."
     )
     quote_ttl_s: int = Field(900, ge=1, description="How long a price quote is honoured.")
+    reprice_every_s: int = Field(
+        0,
+        ge=0,
+        description="Reprice every N seconds (one replica per interval); 0: on demand only.",
+    )
     competitor_ttl_s: int = Field(
         2 * 86_400, ge=60, description="How long a competitor's observed price counts."
     )

@@ -20,6 +20,7 @@ from engine.events import MessageBus
 from engine.pricing.config import PricingConfig
 from engine.pricing.elasticity import Elasticities, Estimate
 from engine.pricing.listings import PriceBook
+from engine.pricing.schedule import RepriceSchedule
 from engine.pricing.schema import PriceChange, SkuPrice
 from engine.pricing.service import PricingService
 from features.backends import RedisBackend
@@ -378,3 +379,19 @@ def test_racing_reprices_apply_each_change_once(
     assert audit_count(db) == 4
     for o in outcomes:  # a run that lost the race skipped what it had computed
         assert o.value.changed + o.value.skipped + o.value.unchanged == 4
+
+
+def test_a_schedule_reprices_once_per_interval_across_replicas(
+    pricing: PricingService, db: Database, clock: Clock
+) -> None:
+    one = RepriceSchedule(pricing, 900, clock=clock)
+    two = RepriceSchedule(pricing, 900, clock=clock)
+    first = one.tick()
+    assert first is not None and first.changed == 4
+    assert two.tick() is None  # the lease is taken for this interval
+    clock.advance(seconds=700)
+    assert one.tick() is None and two.tick() is None
+    clock.advance(seconds=200)
+    assert two.tick() is not None  # the next interval: whoever asks first
+    assert one.tick() is None
+    assert pricing.history("HOT")[0]["actor"] == "schedule"
