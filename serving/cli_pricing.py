@@ -167,6 +167,46 @@ def reprice(
     print(json.dumps(result.public(), default=str, indent=2))
 
 
+@pricing_app.command("rules")
+def rules(
+    load: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="YAML {guardrails: {...}, rules: {name: rule}} to create or replace.",
+        ),
+    ] = None,
+) -> None:
+    """Print the default guardrails and the rules as YAML; with --load, apply a YAML file
+    first (all or nothing; replicas pick it up within a second)."""
+    import yaml
+
+    from serving.bootstrap import bootstrap
+
+    err = Console(stderr=True)
+    container = bootstrap(settings_from_env(), load_models=False)
+    try:
+        config = container.pricing.config
+        if load is not None:
+            try:
+                names = config.put_file(yaml.safe_load(load.read_text()))
+            except yaml.YAMLError as exc:
+                err.print(f"[red]invalid_request: {load} is not YAML ({exc})[/]")
+                raise typer.Exit(2) from None
+            except CartwiseError as exc:
+                raise fail(err, exc) from None
+            err.print(f"applied: {', '.join(names) or 'guardrails'}")
+        ruleset = config.rules()
+        out = {
+            "guardrails": ruleset.defaults.config(),
+            "rules": {r.name: r.config() for r in sorted(ruleset.rules, key=lambda r: r.name)},
+        }
+    finally:
+        container.close()
+    print(yaml.safe_dump(out, sort_keys=False))
+
+
 @pricing_app.command("simulate")
 def simulate(
     skus: Annotated[int, typer.Option(min=10, help="SKUs in the simulated market.")] = 200,

@@ -109,6 +109,42 @@ class PricingConfig:
         self._snapshot.invalidate()
         return rule
 
+    def put_file(self, content: Mapping[str, Any]) -> list[str]:
+        """Apply a rules file (``rules.yaml``'s shape: optional ``guardrails``, ``rules`` by
+        name) all or nothing: everything is validated first; an error names
+        ``rules.{name}.{field}`` or ``guardrails.{field}``."""
+        if not isinstance(content, Mapping) or not set(content) <= {"guardrails", "rules"}:
+            raise ValidationError("expected a mapping of guardrails and rules", field="body")
+        defaults = None
+        if "guardrails" in content:
+            defaults = Guardrails.from_config(
+                content["guardrails"], self.guardrails(), where="guardrails."
+            )
+        rules = content.get("rules") or {}
+        if not isinstance(rules, Mapping):
+            raise ValidationError("rules maps a name to a rule", field="rules")
+        parsed = []
+        for name, config in rules.items():
+            try:
+                parsed.append(PricingRule.from_config(str(name), config))
+            except ValidationError as exc:
+                raise ValidationError(exc.message, field=f"rules.{name}.{exc.field}") from None
+        with self.db.transaction() as s:
+            if defaults is not None:
+                row = s.get(PricingSetting, GUARDRAILS_KEY)
+                if row is None:
+                    s.add(PricingSetting(key=GUARDRAILS_KEY, value=defaults.config()))
+                else:
+                    row.value, row.version = defaults.config(), row.version + 1
+            for rule in parsed:
+                existing = s.get(PricingRuleRow, rule.name)
+                if existing is None:
+                    s.add(PricingRuleRow(name=rule.name, config=rule.config()))
+                else:
+                    existing.config, existing.version = rule.config(), existing.version + 1
+        self._snapshot.invalidate()
+        return [r.name for r in parsed]
+
     def delete_rule(self, name: str) -> None:
         with self.db.transaction() as s:
             row = s.get(PricingRuleRow, name)
@@ -122,8 +158,8 @@ class PricingConfig:
         return self.rules().defaults
 
     def put_guardrails(self, config: Mapping[str, Any]) -> Guardrails:
-        """Replace the defaults (fields not given keep the shipped defaults)."""
-        defaults = Guardrails.from_config(config)
+        """Change the defaults (fields not given keep their current values)."""
+        defaults = Guardrails.from_config(config, self.guardrails())
         with self.db.transaction() as s:
             row = s.get(PricingSetting, GUARDRAILS_KEY)
             if row is None:

@@ -62,9 +62,9 @@ def _unknown(config: Mapping[str, Any], known: Sequence[str], where: str) -> Non
 
 @dataclass(frozen=True)
 class Guardrails:
-    min_margin_pct: float = 5.0  # floor = cost · (1 + pct/100), and never below MAP
-    ceiling_pct: float = 150.0  # of the list price
-    max_change_pct_per_day: float = 15.0  # of the price the UTC day opened with
+    min_margin_pct: float = 10.0  # floor = cost · (1 + pct/100), and never below MAP
+    ceiling_pct: float = 130.0  # of the list price
+    max_change_pct_per_day: float = 10.0  # of the price the UTC day opened with
     min_interval_minutes: float = 60.0  # between two changes of one SKU's price
     charm: str = ".99"  # none | .99 | .95
 

@@ -202,7 +202,8 @@ def guardrails(box: Box) -> dict[str, Any]:
 
 @router.put("/pricing/guardrails", dependencies=[Admin], tags=["pricing"])
 def put_guardrails(box: Box, config: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    """The store-wide defaults every rule starts from (a rule overrides any field)."""
+    """Change the store-wide defaults every rule starts from (fields not given keep their
+    values; a rule overrides any field)."""
     return box.pricing.config.put_guardrails(config).config()
 
 

@@ -395,3 +395,20 @@ def test_a_schedule_reprices_once_per_interval_across_replicas(
     assert two.tick() is not None  # the next interval: whoever asks first
     assert one.tick() is None
     assert pricing.history("HOT")[0]["actor"] == "schedule"
+
+
+def test_a_rules_file_applies_all_or_nothing(pricing: PricingService) -> None:
+    bad = {
+        "rules": {
+            "ok-one": {"strategy": "demand"},
+            "bad": {"strategy": "competitor", "params": {"action": "crush"}},
+        }
+    }
+    with pytest.raises(ValidationError) as err:
+        pricing.config.put_file(bad)
+    assert err.value.field == "rules.bad.params.action"
+    assert "ok-one" not in {r.name for r in pricing.config.rules().rules}
+    good = {"guardrails": {"charm": ".95"}, "rules": {"ok-one": {"strategy": "demand"}}}
+    assert pricing.config.put_file(good) == ["ok-one"]
+    defaults = pricing.config.guardrails()
+    assert (defaults.charm, defaults.min_margin_pct) == (".95", 10)  # the rest kept
