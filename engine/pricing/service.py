@@ -10,6 +10,7 @@ honoured until ``valid_until``; it changes no price.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
 from engine.commerce.schema import Channel, Customer
-from engine.errors import Conflict, ValidationError
+from engine.errors import CartwiseError, Conflict, ValidationError
 from engine.pricing import kernels as k
 from engine.pricing import ledger
 from engine.pricing.config import CURRENCY, PricingConfig, Snapshot
@@ -36,6 +37,7 @@ from engine.pricing.ports import CompetitorPrice, MarketInputs
 from engine.pricing.rules import STRATEGY_NAMES, PricingRule
 from engine.reloading import Reloading
 
+log = logging.getLogger(__name__)
 MAX_QUOTE_SKUS = 100
 MAX_FEED_ROWS = 10_000
 CLOCK_SKEW_S = 300
@@ -173,14 +175,17 @@ class PricingService:
         """Before the first request: compile the kernels (or load numba's cache), read the
         rules, the FX table, the channels and the price book, and run one quote."""
         k.warm_up()
-        self.config.snapshot()
-        self._channels.get()
-        customer = self.segments.warm_up()
-        book = self.book.get()
-        active = next((listing.sku for listing in book.values() if listing.active), None)
-        if active is not None:
-            self.quote([active], customer_id=customer)
-            self.quote([active], currency=self.config.base_currency)
+        try:
+            self.config.snapshot()
+            self._channels.get()
+            customer = self.segments.warm_up()
+            book = self.book.get()
+            active = next((listing.sku for listing in book.values() if listing.active), None)
+            if active is not None:
+                self.quote([active], customer_id=customer)
+                self.quote([active], currency=self.config.base_currency)
+        except CartwiseError as exc:  # the database is not there yet: the first request loads
+            log.warning("pricing warm-up skipped: %s", exc.message)
 
     # --- quotes --------------------------------------------------------------------------------
     def quote(
