@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run serve seed lint format typecheck test test-fast bench clean
+.PHONY: install run serve seed lint format typecheck test test-fast bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: lint typecheck
 
 test-fast: install
 	$(BIN)/pytest -m "unit" $(PYTEST_ARGS)
+
+## make loadtest: mixed traffic on Ray Serve, then the same app under plain uvicorn; reports/
+LOADTEST_ARGS ?= --users 100 --rate 10 --seconds 60
+loadtest: install
+	$(BIN)/python -m loadtests.run $(LOADTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m loadtests.bench_commerce

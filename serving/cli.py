@@ -183,14 +183,38 @@ def serve(
     embedded_redis: Annotated[
         bool, typer.Option(help="Start a local Redis if none answers.")
     ] = False,
+    plain: Annotated[
+        bool,
+        typer.Option(help="The same app under plain uvicorn, without Ray (for comparison)."),
+    ] = False,
 ) -> None:
     """Serve the HTTP API on Ray Serve until Ctrl-C."""
     settings = settings_from_env()
     redis_proc = _embedded_redis(settings) if embedded_redis else None
     try:
-        _serve_until_interrupted(settings)
+        if plain:
+            import uvicorn
+
+            bootstrap_schema(settings)
+            uvicorn.run(
+                "serving.asgi:create",
+                factory=True,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                access_log=False,
+            )
+        else:
+            _serve_until_interrupted(settings)
     finally:
         _stop(redis_proc)
+
+
+def bootstrap_schema(settings: Settings) -> None:
+    """Migrate the database (and insert shipped defaults) once, before anything serves."""
+    from serving.bootstrap import bootstrap
+
+    bootstrap(settings, migrate=True, load_models=False).close()
 
 
 @app.command()
@@ -201,32 +225,37 @@ def demo(
 ) -> None:
     """Everything `make run` does: Redis if needed, schema, demo data if empty, serve."""
     settings = _with_admin_token(settings_from_env())
-    from serving.bootstrap import bootstrap
-    from training.demo.seed import SeedConfig, seed_store
-
     redis_proc = _embedded_redis(settings)
     try:
-        container = bootstrap(settings, migrate=True, load_models=False)
-        try:
-            if not container.catalog.list_products(limit=1).items:
-                console.print("[bold]seeding the demo store…[/]")
-                config = SeedConfig(seed=seed_value, customers=customers, products=products)
-                _print_summary(_run_seed(container.db, config, seed_store))
-                _rebuild_features(container)
-            train_demo_model(settings, container.db)
-            train_demo_recommender(settings, container.db)
-            priced = container.pricing.reprice(actor="demo")
-            console.print(
-                f"repriced {priced.evaluated} SKUs: {priced.changed} changed, "
-                f"{priced.suggested} suggested ({priced.duration_ms:.0f} ms)"
-            )
-        finally:
-            container.close()
+        prepare_demo(settings, seed=seed_value, customers=customers, products=products)
         if not settings.reprice_every_s:  # the demo reprices every 15 minutes
             settings = settings.model_copy(update={"reprice_every_s": 900})
         _serve_until_interrupted(settings, hints=True)
     finally:
         _stop(redis_proc)
+
+
+def prepare_demo(settings: Settings, *, seed: int, customers: int, products: int) -> None:
+    """Schema, the demo store if the database is empty, its models, and a first reprice."""
+    from serving.bootstrap import bootstrap
+    from training.demo.seed import SeedConfig, seed_store
+
+    container = bootstrap(settings, migrate=True, load_models=False)
+    try:
+        if not container.catalog.list_products(limit=1).items:
+            console.print("[bold]seeding the demo store…[/]")
+            config = SeedConfig(seed=seed, customers=customers, products=products)
+            _print_summary(_run_seed(container.db, config, seed_store))
+            _rebuild_features(container)
+        train_demo_model(settings, container.db)
+        train_demo_recommender(settings, container.db)
+        priced = container.pricing.reprice(actor="demo")
+        console.print(
+            f"repriced {priced.evaluated} SKUs: {priced.changed} changed, "
+            f"{priced.suggested} suggested ({priced.duration_ms:.0f} ms)"
+        )
+    finally:
+        container.close()
 
 
 def _with_admin_token(settings: Settings) -> Settings:

@@ -16,8 +16,16 @@ APP_NAME = "cartwise"
 
 
 def start_ray(settings: Settings) -> None:
+    """Start (or join) Ray.  The environment is set before ``ray.init`` because the raylet
+    and every worker inherit it: Ray's worker processes are reniced to 15 by default, which on
+    a shared machine gives a serving replica less CPU than anything else running; and the
+    ingress mode is read by Serve's controller when it starts."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    if settings.ingress == "haproxy":
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     import ray
 
     if ray.is_initialized():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     replicas: int = Field(1, ge=1, description="Ray Serve replicas of the API deployment.")
     replica_cpus: float = Field(0.5, gt=0, le=8, description="CPUs reserved per replica.")
     ray_address: str = Field("local", description="'local' starts Ray in-process; or host:port.")
+    ingress: Literal["haproxy", "proxy"] = Field(
+        "haproxy",
+        description="haproxy: HAProxy on the HTTP port forwards straight to replicas' own HTTP "
+        "servers (Serve's direct ingress); proxy: Serve's Python HTTP proxy actor.",
+    )
     log_level: str = Field("INFO")
     mlflow_uri: str = Field(
         "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."

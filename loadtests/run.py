@@ -1,0 +1,245 @@
+"""``make loadtest``: mixed traffic (``loadtests/locustfile.py``) against cartwise on Ray Serve,
+then against the same app and engine objects under plain uvicorn, one after the other on the
+same demo store; the ratio of the two, every figure, and the load generator's own CPU.
+
+    python -m loadtests.run [--users 100] [--rate 10] [--seconds 60] [--targets serve,uvicorn]
+
+Offered load = users x rate requests per second (each locust user paces itself: a slow server
+shows as latency and failures, not as a gentler test).  The demo store lives in
+``var/loadtest`` (seeded, models trained at first use; Redis database 4 unless
+``CARTWISE_REDIS_URL`` says otherwise).  Before the traffic, the first request of each kind
+after a fresh deploy is timed against the steady p99.
+
+Writes, per target: ``reports/loadtest-<target>_stats.csv`` (and ``_stats_history.csv``,
+``_failures.csv``), locust's ``reports/loadtest-<target>.html``, a PNG of latency percentiles
+over time; and ``reports/loadtest.json`` with the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from loadtests.micro.report import machine
+
+REPORTS = Path(os.environ.get("CARTWISE_REPORTS", "reports"))
+FIRST = {  # one request of each kind, timed right after a fresh deploy
+    "quote": ("POST", "/v1/prices/quote", {"skus": ["SKU-00001"], "customer_id": "cus_000001"}),
+    "recommendations": ("GET", "/v1/recommendations/cus_000001?widget=home&k=8", None),
+    "similar": ("GET", "/v1/products/SKU-00002/similar?k=6", None),
+    "fraud score": (
+        "POST",
+        "/v1/fraud/score",
+        {"transaction_id": "first-{n}", "customer_id": "cus_000002", "amount": 42.0,
+         "currency": "EUR", "card": {"fingerprint": "fp-first", "country": "DE"}},
+    ),
+}  # fmt: skip
+STEADY_NAME = {
+    "quote": "/v1/prices/quote",
+    "recommendations": "/v1/recommendations/[customer]",
+    "similar": "/v1/products/[sku]/similar",
+    "fraud score": "/v1/fraud/score",
+}
+
+
+def environment(port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CARTWISE_DATA_DIR", "var/loadtest")
+    env.setdefault("CARTWISE_REDIS_URL", "redis://127.0.0.1:6379/4")
+    env.setdefault("CARTWISE_ADMIN_TOKEN", "loadtest-admin")
+    env.setdefault("CARTWISE_LOG_LEVEL", "WARNING")
+    env["CARTWISE_HTTP_PORT"] = str(port)
+    return env
+
+
+def prepare(env: dict[str, str]) -> None:
+    """The demo store and its models (first use only: later runs find them)."""
+    code = (
+        "from serving.cli import prepare_demo; from serving.cli_common import settings_from_env;"
+        "prepare_demo(settings_from_env(), seed=42, customers=2000, products=500)"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], wait_s: float = 180) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < wait_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy within {wait_s}s")
+
+
+def start(target: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [str(Path(sys.executable).parent / "cartwise"), "serve"]
+    if target == "uvicorn":
+        command.append("--plain")
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def first_requests(url: str) -> dict[str, float]:
+    out = {}
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for n, (name, (method, path, body)) in enumerate(FIRST.items()):
+            if isinstance(body, dict) and "transaction_id" in body:
+                body = {**body, "transaction_id": f"first-{time.time_ns()}-{n}"}
+            t = time.perf_counter()
+            r = client.request(method, path, json=body)
+            out[name] = (time.perf_counter() - t) * 1e3
+            if r.status_code >= 400:
+                raise RuntimeError(f"first {name}: {r.status_code} {r.text[:200]}")
+    return out
+
+
+def locust(target: str, url: str, env: dict[str, str], args: argparse.Namespace) -> float:
+    """Run locust headless; returns the load generator's CPU share (cores) over the run."""
+    prefix = REPORTS / f"loadtest-{target}"
+    command = [
+        sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless",
+        "--host", url, "--users", str(args.users), "--spawn-rate", str(args.users),
+        "--run-time", f"{args.seconds}s", "--csv", str(prefix), "--csv-full-history",
+        "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
+    ]  # fmt: skip
+    env = {**env, "CARTWISE_LOADTEST_RATE": str(args.rate)}
+    t = time.monotonic()
+    proc = psutil.Popen(command, env=env)
+    cpu = 0.0
+    while proc.poll() is None:
+        try:
+            times = proc.cpu_times()
+            cpu = times.user + times.system
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(1)
+    return cpu / max(time.monotonic() - t, 1e-9)
+
+
+def stats(target: str) -> dict[str, Any]:
+    rows = list(csv.DictReader((REPORTS / f"loadtest-{target}_stats.csv").open()))
+
+    def pick(row: dict[str, str]) -> dict[str, float]:
+        return {
+            "requests": int(row["Request Count"]),
+            "failures": int(row["Failure Count"]),
+            "rps": float(row["Requests/s"]),
+            "p50_ms": float(row["50%"]),
+            "p95_ms": float(row["95%"]),
+            "p99_ms": float(row["99%"]),
+            "max_ms": float(row["Max Response Time"]),
+        }
+
+    return {f"{r['Type']} {r['Name']}".strip(): pick(r) for r in rows}
+
+
+def plot(target: str) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = REPORTS / f"loadtest-{target}_stats_history.csv"
+    rows = [r for r in csv.DictReader(history.open()) if r["Name"] == "Aggregated"]
+    if not rows:
+        return None
+    t0 = int(rows[0]["Timestamp"])
+    xs = [int(r["Timestamp"]) - t0 for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for q in ("50%", "95%", "99%"):
+        ys = [float(r[q]) if r[q] not in ("N/A", "") else float("nan") for r in rows]
+        ax.plot(xs, ys, label=f"p{q.rstrip('%')}")
+    ax2 = ax.twinx()
+    ax2.plot(xs, [float(r["Requests/s"]) for r in rows], color="grey", alpha=0.4, label="RPS")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("latency (ms)")
+    ax2.set_ylabel("requests/s")
+    ax.set_title(f"cartwise {target}: latency percentiles over time")
+    ax.legend(loc="upper left")
+    out = REPORTS / f"loadtest-{target}.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=10.0, help="tasks per second per user")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--targets", default="serve,uvicorn")
+    ap.add_argument("--port", type=int, default=8200)
+    args = ap.parse_args()
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    env = environment(args.port)
+    prepare(env)
+    url = f"http://127.0.0.1:{args.port}"
+    summary: dict[str, Any] = {"machine": machine(), "offered": vars(args), "targets": {}}
+    for target in args.targets.split(","):
+        proc = start(target, env)
+        try:
+            ready_s = wait_healthy(url, proc)
+            first = first_requests(url)
+            generator_cpu = locust(target, url, env, args)
+        finally:
+            stop(proc)
+        by_name = stats(target)
+        png = plot(target)
+        total = by_name["Aggregated"]
+        steady = {k: by_name.get(f"{'POST' if FIRST[k][0] == 'POST' else 'GET'} {v}", {})
+                  for k, v in STEADY_NAME.items()}  # fmt: skip
+        summary["targets"][target] = {
+            "ready_s": ready_s,
+            "aggregated": total,
+            "endpoints": by_name,
+            "first_request_ms": first,
+            "first_over_steady_p99": {
+                k: first[k] / steady[k]["p99_ms"] for k in first if steady[k].get("p99_ms")
+            },
+            "load_generator_cores": generator_cpu,
+            "png": str(png) if png else None,
+        }
+        print(
+            f"{target}: {total['rps']:.0f} RPS, p50 {total['p50_ms']:.0f} ms, "
+            f"p95 {total['p95_ms']:.0f} ms, p99 {total['p99_ms']:.0f} ms, "
+            f"{total['failures']} failures of {total['requests']}; "
+            f"load generator {generator_cpu:.2f} cores; ready in {ready_s:.1f} s; "
+            "first requests (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in first.items())
+        )
+        fraud = by_name.get("POST /v1/fraud/score")
+        if fraud:
+            print(f"  fraud score: {fraud['rps']:.0f} RPS, p99 {fraud['p99_ms']:.0f} ms")
+    targets = summary["targets"]
+    if {"serve", "uvicorn"} <= set(targets):
+        ratio = targets["serve"]["aggregated"]["rps"] / targets["uvicorn"]["aggregated"]["rps"]
+        summary["serve_over_uvicorn_rps"] = ratio
+        print(f"Serve / uvicorn throughput: {ratio:.2f}")
+    path = REPORTS / "loadtest.json"
+    path.write_text(json.dumps(summary, indent=2))
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()
