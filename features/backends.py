@@ -1,8 +1,9 @@
 """Two executors of feature plans: Redis and in-memory (for unit tests).
 
 Redis: a plan's reads are plain commands and its writes one call of a Redis function
-(``features/lua/plan.lua``), sent together in one ``MULTI``/``EXEC`` round trip; batches of
-write-only plans are pipelined.
+(``features/lua/plan.lua``), sent together in one round trip; a few write-only plans are
+pipelined.  Batch ingestion (``ingest``) claims the events' ids, then applies their writes
+pre-aggregated per key with the batch function (``features/lua/batch.lua``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from typing import Any, Protocol
 
-import hiredis
 import redis
 
+from features.batch import lua_schemas
 from features.connection import ping
+from features.definitions import FeatureEvent
+from features.pipeline import MAX_CALL_ARGS, Ingested, ingest_batches
+from features.pipeline import pack as _pack
 from features.plan import (
     ITEM_ARGS,
     SEEN_TTL,
@@ -25,6 +29,7 @@ from features.plan import (
     STOCK_TOTAL_KEY,
     Op,
     Plan,
+    plan_event,
     stock_key,
 )
 
@@ -37,6 +42,8 @@ class BackendUnavailable(Exception):
 
 class Backend(Protocol):
     def run(self, plans: Sequence[Plan]) -> list[Result]: ...
+
+    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]: ...
 
     def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> None: ...
 
@@ -69,9 +76,11 @@ class RedisBackend:
     def __init__(self, client: redis.Redis, prefix: str = "cw:") -> None:
         self.client = client
         self.prefix = prefix
-        body = _lua("plan.lua")
+        body = _lua("plan.lua") + "\n" + lua_schemas() + _lua("batch.lua")
         digest = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()[:12]
         self.function = f"cw_apply_{digest}"
+        self.batch_function = f"{self.function}_batch"
+        self.max_call_args = MAX_CALL_ARGS
         self._library = (
             f"#!lua name=cartwise_{digest}\n"
             f"local FUNCTION_NAME = {json.dumps(self.function)}\n{body}"
@@ -151,6 +160,17 @@ class RedisBackend:
             results.append((duplicate, list(reads)))
         return results
 
+    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]:
+        """Batch ingestion (``features/pipeline.py``): ids claimed, writes merged per key."""
+        try:
+            if not self._loaded:
+                self._load()
+            yield from ingest_batches(
+                self.client, self.batch_function, self._load, events, chunk, self.max_call_args
+            )
+        except REDIS_ERRORS as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
     def _roundtrip(
         self,
         commands: Sequence[Sequence[object]],
@@ -219,10 +239,6 @@ class RedisBackend:
         return removed
 
 
-def _pack(commands: Sequence[Sequence[object]]) -> bytes:
-    return b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
-
-
 def _writes(plan: Plan) -> bool:
     return bool(plan.writes) or plan.dedupe_key is not None
 
@@ -238,6 +254,15 @@ class MemoryBackend:
 
     def run(self, plans: Sequence[Plan]) -> list[Result]:
         return [self._run(plan) for plan in plans]
+
+    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]:
+        """The per-event plans, one chunk at a time."""
+        for i in range(0, len(events), chunk):
+            results = self.run(
+                [plan_event(e, read=False, record=True) for e in events[i : i + chunk]]
+            )
+            duplicates = sum(dup for dup, _ in results)
+            yield len(results) - duplicates, duplicates
 
     def _run(self, plan: Plan) -> Result:
         out = [self._read(op) for op in plan.reads]

@@ -1,16 +1,16 @@
 """The online feature store: what decisions call.
 
 ``decide`` reads every feature of an event's entities and records the event in one round trip;
-``read`` only reads; ``record`` ingests a batch with pipelining; ``record_labels`` applies fraud
-labels.  When the backend is unreachable or slow, reads return defaults flagged ``degraded``
-and nothing raises into the caller.
+``read`` only reads; ``record`` ingests a batch (pre-aggregated per key, ``features/batch.py``);
+``record_labels`` applies fraud labels.  When the backend is unreachable or slow, reads return
+defaults flagged ``degraded`` and nothing raises into the caller.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from features.backends import Backend, BackendUnavailable
@@ -84,30 +84,27 @@ class FeatureStore:
 
     # --- ingestion -----------------------------------------------------------------------------
     def record(self, events: Sequence[FeatureEvent], *, fast: bool = False) -> IngestResult:
-        """Apply events (once per ``event_id``); ``fast`` uses the decision connection's short
-        timeout instead of the bulk one."""
-        plans = [plan_event(e, read=False, record=True) for e in events]
-        return self._write_plans(plans, self.backend if fast else self.bulk)
+        """Apply events (once per ``event_id``).  ``fast``: a few events, on the decision
+        connection (short timeout), one function call per event in one round trip.  Otherwise
+        the batch path on the bulk connection: ``batch_size`` events at a time, their ids
+        claimed first, their writes pre-aggregated per key (``features/batch.py``); Redis ends
+        in the same state either way."""
+        if fast:
+            plans = [plan_event(e, read=False, record=True) for e in events]
+            return self._write_plans(plans, self.backend)
+        return _tally(self.bulk.ingest(events, self.batch_size), len(events))
 
     def record_labels(self, labels: Sequence[LabelEvent], *, fast: bool = False) -> IngestResult:
         plans = [plan_label(label) for label in labels]
         return self._write_plans(plans, self.backend if fast else self.bulk)
 
     def _write_plans(self, plans: list[Plan], backend: Backend) -> IngestResult:
-        accepted = duplicates = 0
-        try:
+        def counts() -> Iterator[tuple[int, int]]:
             for i in range(0, len(plans), self.batch_size):
                 for duplicate, _ in backend.run(plans[i : i + self.batch_size]):
-                    duplicates += duplicate
-                    accepted += not duplicate
-        except BackendUnavailable as exc:
-            log.warning(
-                "feature store unavailable, %d writes not applied: %s",
-                len(plans) - accepted - duplicates,
-                exc,
-            )
-            return IngestResult(accepted, duplicates, degraded=True)
-        return IngestResult(accepted, duplicates)
+                    yield int(not duplicate), int(duplicate)
+
+        return _tally(counts(), len(plans))
 
     # --- stock mirror --------------------------------------------------------------------------
     def set_stock(self, entries: Sequence[tuple[str, str, int]], *, fast: bool = False) -> bool:
@@ -164,3 +161,21 @@ class FeatureStore:
         self.backend.close()
         if self.bulk is not self.backend:
             self.bulk.close()
+
+
+def _tally(counts: Iterable[tuple[int, int]], total: int) -> IngestResult:
+    """Sum (accepted, duplicates) as the writes go; when the store becomes unreachable midway,
+    what was written so far, flagged degraded."""
+    accepted = duplicates = 0
+    try:
+        for new, repeated in counts:
+            accepted += new
+            duplicates += repeated
+    except BackendUnavailable as exc:
+        log.warning(
+            "feature store unavailable, %d writes not applied: %s",
+            total - accepted - duplicates,
+            exc,
+        )
+        return IngestResult(accepted, duplicates, degraded=True)
+    return IngestResult(accepted, duplicates)

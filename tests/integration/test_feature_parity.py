@@ -405,3 +405,164 @@ def test_hyperloglog_counts_stay_within_the_tolerance(store: FeatureStore) -> No
         hll = np.array([v.get(name, 0.0) for v in online])
         assert np.abs(hll - exact).max() <= 1, name
     assert frame["device_txn.customers_7d"].max() >= 100  # exact (sorted set) online
+
+
+# --- batch ingestion: the pre-aggregated batch path leaves Redis as the per-event path does -------
+# Two databases of the same server: the per-event function calls (``record(..., fast=True)``,
+# today's one call per event) and the batch path (``record``: ids claimed first, writes merged per
+# key).  Every key must end equal — hashes field by field, sorted sets with their scores,
+# HyperLogLog counts, claimed ids, expiry within two seconds — and so must every entity's reads.
+
+PER_EVENT_URL = os.environ.get("CARTWISE_TEST_REDIS_URL_PER_EVENT", "redis://127.0.0.1:6379/8")
+BATCH_URL = os.environ.get("CARTWISE_TEST_REDIS_URL_BATCH", "redis://127.0.0.1:6379/7")
+ENTITY_POOLS = {
+    Entity.CUSTOMER: [f"c{i}" for i in range(4)],
+    Entity.CARD: [f"k{i}" for i in range(4)],
+    Entity.DEVICE: [f"d{i}" for i in range(3)],
+    Entity.IP: [f"10.0.0.{i}" for i in range(3)],
+    Entity.EMAIL: [f"e{i}" for i in range(3)],
+    Entity.MERCHANT: [f"m{i}" for i in range(3)],
+    Entity.SKU: [f"SKU-{i}" for i in range(5)],
+    Entity.CATEGORY: [f"cat{i}" for i in range(2)],
+    Entity.SESSION: [f"s{i}" for i in range(4)],
+}
+
+
+@pytest.fixture(scope="module")
+def twin_stores() -> Iterator[tuple[FeatureStore, FeatureStore]]:
+    stores = []
+    for url in (PER_EVENT_URL, BATCH_URL):
+        client = connect(url, timeout_ms=2000)
+        if not client.ping():
+            pytest.fail(f"Redis at {url} does not answer (start it, see DESIGN.md)", pytrace=False)
+        stores.append(FeatureStore(RedisBackend(client)))
+    yield stores[0], stores[1]
+    for s in stores:
+        s.clear()
+        s.close()
+
+
+def _maybe(pool: list[str]) -> st.SearchStrategy[str | None]:
+    return st.one_of(st.sampled_from(pool), st.sampled_from(pool), st.sampled_from([None, ""]))
+
+
+MIXED = st.fixed_dictionaries(
+    {
+        "transaction": st.booleans(),
+        "burst": st.integers(0, 4),
+        "offset_ms": st.one_of(st.integers(0, 900_000), st.integers(0, 3 * DAY * 1000)),
+        "ancient": st.integers(0, 9).map(lambda x: x == 0),  # beyond every counter's retention
+        "type": st.sampled_from([*sorted(INTERACTION_TYPES), "view", "order_line", "wishlist"]),
+        "entities": st.fixed_dictionaries({e: _maybe(pool) for e, pool in ENTITY_POOLS.items()}),
+        "cents": st.one_of(st.just(0), st.integers(0, 250_000)),
+        "qty": st.integers(1, 5),
+        "country": _maybe(["DE", "FR"]),
+        "retry_of": st.one_of(st.none(), st.none(), st.none(), st.integers(0, 200)),
+        "twin_of": st.one_of(st.none(), st.none(), st.integers(0, 200)),  # same time, entities
+    }
+)
+TX_KINDS = frozenset(TX_ENTITIES.values())
+IX_KINDS = frozenset(IX_ENTITIES.values())
+
+
+@st.composite
+def mixed_batches(draw: st.DrawFn) -> tuple[list[list[FeatureEvent]], int, int]:
+    """A stream in arrival order (late events, events past retention, repeated ids inside and
+    across batches), cut into record() calls; the batch size and the call budget to use."""
+    bursts = draw(st.lists(st.integers(0, 40 * DAY * 1000), min_size=1, max_size=4))
+    rows = draw(st.lists(MIXED, min_size=20, max_size=120))
+    events: list[FeatureEvent] = []
+    times: list[int] = []
+    for i, r in enumerate(rows):
+        ms = bursts[r["burst"] % len(bursts)] + r["offset_ms"] - (60 * DAY * 1000 * r["ancient"])
+        twin = r["twin_of"]
+        if twin is not None and twin < i:  # another event of the same entities at the same time
+            ms = times[twin]
+            r = r | {k: rows[twin][k] for k in ("transaction", "entities")}
+        times.append(ms)
+        if r["retry_of"] is not None and r["retry_of"] < i:
+            events.append(events[r["retry_of"]])  # the same event sent again
+            continue
+        kinds = TX_KINDS if r["transaction"] else IX_KINDS
+        ents = {e: v for e, v in r["entities"].items() if e in kinds and v is not None}
+        if r["transaction"]:
+            country = r["country"]
+            event = FeatureEvent(
+                f"tx{i}",
+                Source.TRANSACTION,
+                "payment",
+                BASE + ms / 1000,
+                ents,
+                {"amount": r["cents"]},
+                {"shipping_country": country} if country else {},
+            )
+        else:
+            sku = ents.get(Entity.SKU)
+            event = FeatureEvent(
+                f"ev{i}",
+                Source.INTERACTION,
+                r["type"],
+                BASE + ms / 1000,
+                ents,
+                {"qty": r["qty"]},
+                {"sku": sku} if sku else {},
+            )
+        events.append(event)
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(events) - 1), max_size=3))))
+    calls = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+    batch = draw(st.sampled_from([1, 2, 5, 16, 500]))
+    budget = draw(st.sampled_from([1, 40, 1000]))
+    return calls, batch, budget
+
+
+def dump(store: FeatureStore) -> dict[bytes, tuple[object, int]]:
+    """Every cartwise key: (value, seconds to live)."""
+    client = store.backend.client  # type: ignore[attr-defined]
+    out: dict[bytes, tuple[object, int]] = {}
+    for key in client.scan_iter(match="cw:*", count=1000):
+        kind = client.type(key)
+        value: object
+        if kind == b"hash":
+            value = client.hgetall(key)
+        elif kind == b"zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif key.startswith(b"cw:h:"):
+            value = ("hll", client.pfcount(key))
+        else:
+            value = client.get(key)
+        out[key] = (value, client.ttl(key))
+    return out
+
+
+@SETTINGS
+@given(stream=mixed_batches())
+def test_batch_ingestion_matches_per_event_ingestion(
+    twin_stores: tuple[FeatureStore, FeatureStore],
+    stream: tuple[list[list[FeatureEvent]], int, int],
+) -> None:
+    per_event, batched = twin_stores
+    calls, batch_size, budget = stream
+    for store in twin_stores:
+        store.clear()
+        store.batch_size = batch_size
+    batched.bulk.max_call_args = budget  # type: ignore[attr-defined]
+    for events in calls:
+        want = per_event.record(events, fast=True)
+        got = batched.record(events)
+        assert (got.accepted, got.duplicates, got.degraded) == (
+            want.accepted,
+            want.duplicates,
+            False,
+        )
+    a, b = dump(per_event), dump(batched)
+    assert a.keys() == b.keys()
+    for key, (value, ttl) in a.items():
+        assert b[key][0] == value, key
+        assert abs(b[key][1] - ttl) <= 2, key
+    times = sorted(e.ts for events in calls for e in events)
+    for now in (times[len(times) // 2], times[-1], times[-1] + 3 * DAY):
+        for entity, pool in ENTITY_POOLS.items():
+            for entity_id in pool:
+                want_read = per_event.read({entity: entity_id}, now=now)
+                got_read = batched.read({entity: entity_id}, now=now)
+                assert got_read.values == want_read.values, (entity, entity_id, now)

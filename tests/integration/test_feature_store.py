@@ -365,3 +365,46 @@ def test_commerce_keeps_working_and_reports_degraded_when_the_store_hangs(
         assert len(recorded.accepted) == 1  # in SQL: a rebuild brings it to Redis later
         assert ingestor.degraded_in_thread() is True
         db.dispose()
+
+
+def test_batch_ingestion_counts_an_id_once_inside_and_across_batches(
+    client: redis.Redis,
+) -> None:
+    store = FeatureStore(RedisBackend(client), batch_size=3)
+    events = [tx("b1", T0), tx("b2", T0 + 1), tx("b1", T0 + 2), tx("b3", T0 + 3)]
+    first = store.record(events)  # b1 again in the first chunk, b3 in the second
+    assert (first.accepted, first.duplicates) == (3, 1)
+    again = store.record([tx("b3", T0 + 4), tx("b4", T0 + 5, 700)])
+    assert (again.accepted, again.duplicates) == (1, 1)
+    values = store.read(ALL, now=T0 + 6).values
+    assert values["customer_txn.txn_count_10m"] == 4.0
+    assert values["customer_txn.amount_sum_1h"] == pytest.approx(37.0)
+    assert values["customer_txn.amount_max_7d"] == pytest.approx(10.0)
+    assert client.get("cw:seen:b4") == b"1"
+
+
+def test_batch_ingestion_reloads_its_function_after_a_restart() -> None:
+    """The functions are gone (FUNCTION FLUSH stands in for a restart): the batch's calls are
+    sent again once the library is loaded, and no event is lost or counted twice.  On a
+    server of this test's own (the packaged Valkey)."""
+    port = _free_port()
+    server = start_server(port)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        for _ in range(100):
+            try:
+                if redis.Redis.from_url(url).ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        own = redis.Redis.from_url(url)
+        store = FeatureStore(RedisBackend(own))
+        assert store.record([tx("r1", T0), tx("r2", T0 + 1)]).accepted == 2
+        own.function_flush()
+        result = store.record([tx("r3", T0 + 2), tx("r1", T0 + 3)])
+        assert (result.accepted, result.duplicates, result.degraded) == (1, 1, False)
+        assert store.read(ALL, now=T0 + 4).values["customer_txn.txn_count_10m"] == 3.0
+        own.close()
+    finally:
+        server.kill()
+        server.wait()

@@ -21,6 +21,7 @@ from features.plan import (
     view_key,
     zset_key,
 )
+from features.pricing import competitor_key
 
 pytestmark = pytest.mark.unit
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -40,6 +41,7 @@ def test_exact_key_names() -> None:
     assert hll_key(ip, "cards", 2833333, "10.0.0.1") == "cw:h:ip_txn:cards:2833333:10.0.0.1"
     assert seen_key("ev-1") == "cw:seen:ev-1"
     assert stock_key("SKU-1") == "cw:stock:SKU-1"
+    assert competitor_key("SKU-1") == "cw:comp:SKU-1"
     assert STOCK_TOTAL_KEY == "cw:stock:available"
     assert STOCK_OUT_KEY == "cw:stock:out"
     assert recent_key(Entity.CUSTOMER, "cus_1") == "cw:recent:customer:cus_1"
