@@ -72,8 +72,10 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
                 conn.request("POST", "/v1/fraud/score", bodies[i], headers)
                 r = conn.getresponse()
                 data = r.read()
-                status, outcome = str(r.status), json.loads(data).get("outcome")
-            except (OSError, http.client.HTTPException) as exc:
+                status, outcome = str(r.status), None
+                if r.status == 200:
+                    outcome = json.loads(data).get("outcome")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 conn.close()
                 conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
                 status, outcome = type(exc).__name__, None
