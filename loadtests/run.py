@@ -2,7 +2,8 @@
 then against the same app and engine objects under plain uvicorn, one after the other on the
 same demo store; the ratio of the two, every figure, and the load generator's own CPU.
 
-    python -m loadtests.run [--users 100] [--rate 10] [--seconds 60] [--targets serve,uvicorn]
+    python -m loadtests.run [--users 100] [--rate 1] [--seconds 60] [--processes 2]
+                            [--targets serve,uvicorn]
 
 Offered load = users x rate requests per second (each locust user paces itself: a slow server
 shows as latency and failures, not as a gentler test).  The demo store lives in
@@ -85,11 +86,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], wait_s: float = 180) -
     raise RuntimeError(f"{url} did not become healthy within {wait_s}s")
 
 
-def start(target: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(target: str, env: dict[str, str], processes: int) -> subprocess.Popen[bytes]:
+    """``processes`` Serve replicas, or uvicorn workers: the same number of Python processes."""
     command = [str(Path(sys.executable).parent / "cartwise"), "serve"]
     if target == "uvicorn":
-        command.append("--plain")
-    return subprocess.Popen(command, env=env, start_new_session=True)
+        command += ["--plain", "--workers", str(processes)]
+    return subprocess.Popen(
+        command, env={**env, "CARTWISE_REPLICAS": str(processes)}, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -187,10 +191,11 @@ def plot(target: str) -> Path | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=100)
-    ap.add_argument("--rate", type=float, default=10.0, help="tasks per second per user")
+    ap.add_argument("--rate", type=float, default=1.0, help="tasks per second per user")
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--targets", default="serve,uvicorn")
     ap.add_argument("--port", type=int, default=8200)
+    ap.add_argument("--processes", type=int, default=1, help="Serve replicas / uvicorn workers")
     args = ap.parse_args()
     REPORTS.mkdir(parents=True, exist_ok=True)
     env = environment(args.port)
@@ -198,7 +203,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{args.port}"
     summary: dict[str, Any] = {"machine": machine(), "offered": vars(args), "targets": {}}
     for target in args.targets.split(","):
-        proc = start(target, env)
+        proc = start(target, env, args.processes)
         try:
             ready_s = wait_healthy(url, proc)
             first = first_requests(url)

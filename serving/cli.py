@@ -187,6 +187,7 @@ def serve(
         bool,
         typer.Option(help="The same app under plain uvicorn, without Ray (for comparison)."),
     ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn processes (with --plain).")] = 1,
 ) -> None:
     """Serve the HTTP API on Ray Serve until Ctrl-C."""
     settings = settings_from_env()
@@ -203,6 +204,7 @@ def serve(
                 port=settings.http_port,
                 log_level="warning",
                 access_log=False,
+                workers=workers,
             )
         else:
             _serve_until_interrupted(settings)

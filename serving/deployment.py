@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
     ray_actor_options={"num_cpus": 0.5},
     max_ongoing_requests=64,
     health_check_period_s=5,
+    # a log line per request costs a replica more than some of its requests do
+    logging_config={"enable_access_log": False},
 )
 @serve.ingress()
 class CartwiseApi:
