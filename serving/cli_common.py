@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -31,3 +34,17 @@ def fail(err: Console, exc: CartwiseError) -> typer.Exit:
     for item in exc.items[:5]:
         err.print(f"  {item}", highlight=False)
     return typer.Exit(2)
+
+
+def apply_yaml(path: Path, apply: Callable[[Any], list[str]], err: Console) -> list[str]:
+    """Read a YAML file and hand its content to ``apply`` (which validates it whole); a file
+    that is not YAML, or content ``apply`` refuses, prints the error and exits 2."""
+    import yaml
+
+    try:
+        return apply(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as exc:
+        err.print(f"[red]invalid_request: {path} is not YAML ({exc})[/]")
+        raise typer.Exit(2) from None
+    except CartwiseError as exc:
+        raise fail(err, exc) from None

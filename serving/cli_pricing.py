@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import console, fail, settings_from_env
+from serving.cli_common import apply_yaml, console, fail, settings_from_env
 
 pricing_app = typer.Typer(
     help="Dynamic pricing: elasticities, repricing, simulation.", no_args_is_help=True
@@ -189,13 +189,7 @@ def rules(
     try:
         config = container.pricing.config
         if load is not None:
-            try:
-                names = config.put_file(yaml.safe_load(load.read_text()))
-            except yaml.YAMLError as exc:
-                err.print(f"[red]invalid_request: {load} is not YAML ({exc})[/]")
-                raise typer.Exit(2) from None
-            except CartwiseError as exc:
-                raise fail(err, exc) from None
+            names = apply_yaml(load, config.put_file, err)
             err.print(f"applied: {', '.join(names) or 'guardrails'}")
         ruleset = config.rules()
         out = {

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import console, fail, settings_from_env
+from serving.cli_common import apply_yaml, console, fail, settings_from_env
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -243,13 +243,7 @@ def recs_widgets(
         store = WidgetStore(db)
         store.seed_defaults()
         if load is not None:
-            try:
-                names = store.put_many(yaml.safe_load(load.read_text()))
-            except yaml.YAMLError as exc:
-                err.print(f"[red]invalid_request: {load} is not YAML ({exc})[/]")
-                raise typer.Exit(2) from None
-            except CartwiseError as exc:
-                raise fail(err, exc) from None
+            names = apply_yaml(load, store.put_many, err)
             err.print(f"applied: {', '.join(names)}")
         print(
             yaml.safe_dump({n: w.config() for n, w in sorted(store.all().items())}, sort_keys=False)

@@ -100,12 +100,7 @@ class PricingConfig:
     def put_rule(self, name: str, config: Mapping[str, Any]) -> PricingRule:
         rule = PricingRule.from_config(name, config)
         with self.db.transaction() as s:
-            row = s.get(PricingRuleRow, name)
-            if row is None:
-                s.add(PricingRuleRow(name=name, config=rule.config()))
-            else:
-                row.config = rule.config()
-                row.version = row.version + 1
+            _put_rule(s, rule)
         self._snapshot.invalidate()
         return rule
 
@@ -131,17 +126,9 @@ class PricingConfig:
                 raise ValidationError(exc.message, field=f"rules.{name}.{exc.field}") from None
         with self.db.transaction() as s:
             if defaults is not None:
-                row = s.get(PricingSetting, GUARDRAILS_KEY)
-                if row is None:
-                    s.add(PricingSetting(key=GUARDRAILS_KEY, value=defaults.config()))
-                else:
-                    row.value, row.version = defaults.config(), row.version + 1
+                _put_guardrails(s, defaults)
             for rule in parsed:
-                existing = s.get(PricingRuleRow, rule.name)
-                if existing is None:
-                    s.add(PricingRuleRow(name=rule.name, config=rule.config()))
-                else:
-                    existing.config, existing.version = rule.config(), existing.version + 1
+                _put_rule(s, rule)
         self._snapshot.invalidate()
         return [r.name for r in parsed]
 
@@ -161,12 +148,7 @@ class PricingConfig:
         """Change the defaults (fields not given keep their current values)."""
         defaults = Guardrails.from_config(config, self.guardrails())
         with self.db.transaction() as s:
-            row = s.get(PricingSetting, GUARDRAILS_KEY)
-            if row is None:
-                s.add(PricingSetting(key=GUARDRAILS_KEY, value=defaults.config()))
-            else:
-                row.value = defaults.config()
-                row.version = row.version + 1
+            _put_guardrails(s, defaults)
         self._snapshot.invalidate()
         return defaults
 
@@ -226,6 +208,23 @@ class PricingConfig:
         return Snapshot(
             RuleSet(rules, defaults, version=hash(stamp)), fx, base_currency=self.base_currency
         )
+
+
+def _put_rule(s: Session, rule: PricingRule) -> None:
+    """Insert or replace a rule row; a new version makes every replica reload."""
+    row = s.get(PricingRuleRow, rule.name)
+    if row is None:
+        s.add(PricingRuleRow(name=rule.name, config=rule.config()))
+    else:
+        row.config, row.version = rule.config(), row.version + 1
+
+
+def _put_guardrails(s: Session, defaults: Guardrails) -> None:
+    row = s.get(PricingSetting, GUARDRAILS_KEY)
+    if row is None:
+        s.add(PricingSetting(key=GUARDRAILS_KEY, value=defaults.config()))
+    else:
+        row.value, row.version = defaults.config(), row.version + 1
 
 
 def _stamp(s: Session) -> tuple[Any, ...]:
