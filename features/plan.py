@@ -3,8 +3,10 @@
 A *plan* holds, for one event or read time, the read commands (plain ``HMGET``/``ZCOUNT``/
 ``PFCOUNT``), how each feature is computed from their replies, and the write operations that a
 small Redis function applies — unless the event id was applied before.  The Redis backend sends
-reads and the write call in one ``MULTI``/``EXEC`` round trip, reads first, so a decision sees the
-state before its own event.  The in-memory backend executes the same plan over dicts.  Key and
+a decision's reads in one request and the write call right behind them on the same connection,
+unanswered, so a decision sees the state before its own event and waits for one round trip
+(``features/KEYS.md``); batches go through ``features/pipeline.py``.  The in-memory backend
+executes the same plan over dicts.  Key and
 field names are documented in ``features/KEYS.md``.
 
 Counters are prefix sums per bucket size, one hash field each: ``"total;last;w:s,w:s,…"`` —
