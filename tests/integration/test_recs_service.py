@@ -269,3 +269,18 @@ def test_every_widget_edit_reaches_other_replicas(db: Database) -> None:
     assert set(there.all()) == {"home", "product_page", "cart", "new"}
     here.put("new", {"strategy": "trending", "k": 5})
     assert there.get("new").k == 5
+
+
+def test_trending_is_read_once_per_interval_per_replica(store: FeatureStore) -> None:
+    cached = ShopperReader(store, trending_refresh_s=3600)
+    fresh = ShopperReader(store, trending_refresh_s=0)
+
+    def top(reader: ShopperReader) -> str:
+        state = reader.state(customer_id=None, session_id=None, category="cat0", now=NOW + 10)
+        return state.trending[0][0]
+
+    store.record([event("view", sku(0, 1), NOW)])
+    assert top(cached) == top(fresh) == sku(0, 1)
+    store.record([event("view", sku(0, 2), NOW + i) for i in range(1, 4)])
+    assert top(fresh) == sku(0, 2)
+    assert top(cached) == sku(0, 1)  # the same list until the interval has passed
