@@ -106,8 +106,9 @@ def bootstrap(
     if migrate:
         container.recs.widgets.seed_defaults()
         container.pricing.config.seed_defaults()
-    if load_models:
-        container.pricing.warm_up()  # no request pays numba's compilation
+    if load_models:  # a replica: no request pays for compilation or a cold path
+        container.pricing.warm_up()
+        container.recs.warm_up()
     container.versions = _versions()
     return container
 

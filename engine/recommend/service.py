@@ -11,6 +11,7 @@ context category).  The answer is logged under its ``recommendation_id``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.commerce.ids import new_id
-from engine.errors import ValidationError
+from engine.errors import CartwiseError, ValidationError
 from engine.recommend.catalog import CatalogCache, CatalogView
 from engine.recommend.log import RecItem, Recommendation, RecommendationLog
 from engine.recommend.shopper import ShopperPort, ShopperState
@@ -31,6 +32,8 @@ F32 = npt.NDArray[np.float32]
 WEIGHTS = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0, "order_line": 5.0}
 PURCHASED = frozenset({"purchase", "order_line"})
 RECENT_FOLD = 20  # newest touches folded into the vector
+
+logger = logging.getLogger(__name__)
 
 
 class RecModelLike(Protocol):
@@ -96,6 +99,7 @@ class Recommender:
         context_sku: str | None = None,
         session_id: str | None = None,
         now: float | None = None,
+        log: bool = True,
     ) -> Recommendation:
         w = widget if isinstance(widget, Widget) else self.widgets.get(widget)
         k = w.k if k is None else k
@@ -127,8 +131,21 @@ class Recommender:
             model_version=model.version if model else None,
             degraded=state.degraded or model is None,
         )
-        self.log.append(rec)
+        if log:
+            self.log.append(rec)
         return rec
+
+    def warm_up(self) -> None:
+        """Answer every widget once before the first request (catalogue and widget snapshots,
+        shopper state, the index, filters, widget rules), logging nothing; a database not
+        there yet is left to the first request."""
+        try:
+            view = self.catalog.view()
+            sku = next(iter(sorted(view.category)), None)
+            for name in sorted(self.widgets.all()):
+                self.recommend(customer_id="warm-up", widget=name, context_sku=sku, log=False)
+        except CartwiseError as exc:
+            logger.warning("recommendations warm-up skipped: %s", exc.message)
 
     # --- one request -----------------------------------------------------------------------
     def _context(

@@ -284,3 +284,19 @@ def test_trending_is_read_once_per_interval_per_replica(store: FeatureStore) -> 
     store.record([event("view", sku(0, 2), NOW + i) for i in range(1, 4)])
     assert top(fresh) == sku(0, 2)
     assert top(cached) == sku(0, 1)  # the same list until the interval has passed
+
+
+def test_warm_up_answers_every_widget_and_logs_nothing(recs: Recommender, db: Database) -> None:
+    from sqlalchemy import func, select
+
+    from engine.recommend.schema import Recommendation
+
+    recs.warm_up()
+    recs.log.flush()
+    with db.transaction(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(Recommendation)) == 0
+    rec = recs.recommend(customer_id="u1", widget="home", k=3, now=NOW)
+    recs.log.flush()
+    with db.transaction(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(Recommendation)) == 1
+    assert rec.items
