@@ -213,8 +213,7 @@ def main() -> None:
         by_name = stats(target)
         png = plot(target)
         total = by_name["Aggregated"]
-        steady = {k: by_name.get(f"{'POST' if FIRST[k][0] == 'POST' else 'GET'} {v}", {})
-                  for k, v in STEADY_NAME.items()}  # fmt: skip
+        steady = {k: by_name.get(f"{FIRST[k][0]} {v}", {}) for k, v in STEADY_NAME.items()}
         summary["targets"][target] = {
             "ready_s": ready_s,
             "aggregated": total,

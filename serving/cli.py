@@ -41,10 +41,10 @@ app.add_typer(pricing_app, name="pricing")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply Alembic migrations up to the newest revision."""
-    from serving.bootstrap import bootstrap
+    from serving.runtime import prepare_schema
 
     settings = settings_from_env()
-    bootstrap(settings, migrate=True, load_models=False).close()
+    prepare_schema(settings)
     console.print(f"[green]schema up to date[/] at {settings.resolved_database_url()}")
 
 
@@ -196,7 +196,9 @@ def serve(
         if plain:
             import uvicorn
 
-            bootstrap_schema(settings)
+            from serving.runtime import prepare_schema
+
+            prepare_schema(settings)
             uvicorn.run(
                 "serving.asgi:create",
                 factory=True,
@@ -210,13 +212,6 @@ def serve(
             _serve_until_interrupted(settings)
     finally:
         _stop(redis_proc)
-
-
-def bootstrap_schema(settings: Settings) -> None:
-    """Migrate the database (and insert shipped defaults) once, before anything serves."""
-    from serving.bootstrap import bootstrap
-
-    bootstrap(settings, migrate=True, load_models=False).close()
 
 
 @app.command()

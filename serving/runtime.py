@@ -42,15 +42,19 @@ def start_ray(settings: Settings) -> None:
         ray.init(address=settings.ray_address, log_to_driver=False)
 
 
+def prepare_schema(settings: Settings) -> None:
+    """Migrate the database and insert the shipped defaults (widgets, pricing rules), once,
+    before anything serves."""
+    bootstrap(settings, migrate=True, load_models=False).close()
+
+
 def serve_app(settings: Settings, *, wait_s: float = 120) -> str:
     """Migrate the database, deploy the app, wait until /healthz answers; return the base URL."""
     from ray import serve
 
     from serving.deployment import build, settings_args
 
-    bootstrap(
-        settings, migrate=True, load_models=False
-    ).close()  # schema first, once, before replicas start
+    prepare_schema(settings)  # schema first, once, before replicas start
     start_ray(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings_args(settings)), name=APP_NAME, route_prefix="/", blocking=False)

@@ -198,16 +198,14 @@ class PricingConfig:
         self._snapshot.invalidate()
 
     # --- loading -------------------------------------------------------------------------------
-    def _load(self, s: Session, stamp: tuple[Any, ...]) -> Snapshot:
+    def _load(self, s: Session, _stamp: tuple[Any, ...]) -> Snapshot:
         row = s.get(PricingSetting, GUARDRAILS_KEY)
         defaults = Guardrails.from_config(row.value if row else None)
         rules = tuple(
             PricingRule.from_config(r.name, r.config) for r in s.scalars(select(PricingRuleRow))
         )
         fx = {r.currency: float(r.rate) for r in s.scalars(select(FxRate))}
-        return Snapshot(
-            RuleSet(rules, defaults, version=hash(stamp)), fx, base_currency=self.base_currency
-        )
+        return Snapshot(RuleSet(rules, defaults), fx, base_currency=self.base_currency)
 
 
 def _put_rule(s: Session, rule: PricingRule) -> None:

@@ -39,8 +39,7 @@ class Change:
     strategy: str
     bounded_by: str | None
     reason: str
-    opened_c: int  # the price today opened with (kept when the row already changed today)
-    opened_today: bool
+    open_c: int  # the price today opened with (``Listing.opening``)
     suggestion_id: str | None = None
 
 
@@ -68,7 +67,6 @@ def apply_changes(s: Session, changes: Sequence[Change], *, actor: str, now: dat
         have = current.get(c.sku)
         if have is not None and have != c.old_c:
             continue  # moved by someone else since it was read
-        open_c = c.opened_c if c.opened_today else c.old_c
         values = {
             "sku": c.sku,
             "price": money(c.new_c),
@@ -77,7 +75,7 @@ def apply_changes(s: Session, changes: Sequence[Change], *, actor: str, now: dat
             "strategy": c.strategy,
             "bounded_by": c.bounded_by,
             "changed_at": now,
-            "open_price": money(open_c),
+            "open_price": money(c.open_c),
             "open_day": today,
             "updated_at": now,
         }
@@ -175,10 +173,9 @@ def suggestions(
     return [suggestion_dict(r) for r in rows]
 
 
-def get_suggestion(s: Session, suggestion_id: str, *, lock: bool = False) -> PriceSuggestion:
-    query = select(PriceSuggestion).where(PriceSuggestion.id == suggestion_id)
-    if lock:
-        query = query.with_for_update()
+def get_suggestion(s: Session, suggestion_id: str) -> PriceSuggestion:
+    """A suggestion, locked for the deciding transaction."""
+    query = select(PriceSuggestion).where(PriceSuggestion.id == suggestion_id).with_for_update()
     row = s.scalars(query).first()
     if row is None:
         raise SuggestionNotFound(f"no suggestion {suggestion_id!r}", field="suggestion_id")

@@ -55,6 +55,10 @@ class Listing:
     open_c: int  # the price the UTC day ``open_day`` opened with
     open_day: int | None
 
+    def since_change_s(self, now: datetime) -> float:
+        """Seconds since the price last changed (never changed: longer than any interval)."""
+        return 2.0**40 if self.changed_at is None else (now - self.changed_at).total_seconds()
+
     def opening(self, today: int) -> int:
         """The price today opened with: the stored one if it was changed today, else the
         current price (nothing has moved it today)."""

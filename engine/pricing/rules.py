@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal
 
@@ -34,7 +34,6 @@ STRATEGIES: dict[str, int] = {
     "segment": k.STRATEGY_SEGMENT,
     "elasticity": k.STRATEGY_ELASTICITY,
 }
-STRATEGY_NAMES = {code: name for name, code in STRATEGIES.items()} | {k.STRATEGY_LIST: "list"}
 SCOPES = ("sku", "category", "brand", "all")
 SPECIFICITY = {"sku": 3, "brand": 2, "category": 1, "all": 0}
 MODES = ("auto", "suggest")
@@ -309,7 +308,6 @@ class RuleSet:
 
     rules: tuple[PricingRule, ...]
     defaults: Guardrails = Guardrails()
-    version: int = 0
 
     def base_rules(self) -> list[PricingRule]:
         """Enabled non-segment rules, lowest rank first (later ones win when assigned)."""
@@ -378,7 +376,3 @@ class RuleSet:
                     match &= usable[key]
             out[match] = i
         return rules, out
-
-    def with_rule(self, rule: PricingRule) -> RuleSet:
-        others = tuple(r for r in self.rules if r.name != rule.name)
-        return replace(self, rules=(*others, rule))

@@ -34,7 +34,7 @@ from engine.pricing.elasticity import Elasticities
 from engine.pricing.ledger import Change
 from engine.pricing.listings import Listing, PriceBook, cents, day_of, load_listings, money
 from engine.pricing.ports import CompetitorPrice, MarketInputs
-from engine.pricing.rules import STRATEGY_NAMES, PricingRule
+from engine.pricing.rules import PricingRule
 from engine.reloading import Reloading
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,6 @@ class PricingService:
             active = next((listing.sku for listing in book.values() if listing.active), None)
             if active is not None:
                 self.quote([active], customer_id=customer)
-                self.quote([active], currency=self.config.base_currency)
         except CartwiseError as exc:  # the database is not there yet: the first request loads
             log.warning("pricing warm-up skipped: %s", exc.message)
 
@@ -322,7 +321,7 @@ class PricingService:
         if not listings:
             result.duration_ms = (time.perf_counter() - started) * 1e3
             return result
-        batch = self._batch(listings, snap, now.timestamp())
+        batch = self._batch(listings, snap, now)
         result.degraded = batch.degraded
         t = time.perf_counter()
         batch.run()
@@ -349,8 +348,7 @@ class PricingService:
                 strategy=strategy,
                 bounded_by=bound,
                 reason=batch.explain(i, rule),
-                opened_c=listing.open_c,
-                opened_today=listing.open_day == today,
+                open_c=listing.opening(today),
             )
             (suggested if rule is not None and rule.mode == "suggest" else auto).append(change)
         result.changes = [
@@ -377,7 +375,8 @@ class PricingService:
         result.duration_ms = (time.perf_counter() - started) * 1e3
         return result
 
-    def _batch(self, listings: Sequence[Listing], snap: Snapshot, now: float) -> _Batch:
+    def _batch(self, listings: Sequence[Listing], snap: Snapshot, at: datetime) -> _Batch:
+        now = at.timestamp()
         skus = [listing.sku for listing in listings]
         cats = [listing.category for listing in listings]
         n = len(skus)
@@ -414,14 +413,8 @@ class PricingService:
             if rule.name in elasticity:
                 mine = assigned == row
                 inputs[k.I_ELASTICITY, mine] = elasticity[rule.name][mine]
-        today = int(now // 86_400)
-        since = np.array(
-            [
-                2**40 if listing.changed_at is None else now - listing.changed_at.timestamp()
-                for listing in listings
-            ],
-            dtype=np.int64,
-        )
+        today = day_of(at)
+        since = np.array([listing.since_change_s(at) for listing in listings], dtype=np.int64)
         return _Batch(
             listings=listings,
             rules=rules,
@@ -446,7 +439,7 @@ class PricingService:
         now = self.clock()
         snap = self.config.snapshot()
         with self.db.transaction() as s:
-            row = ledger.get_suggestion(s, suggestion_id, lock=True)
+            row = ledger.get_suggestion(s, suggestion_id)
             if row.status != "pending":
                 raise Conflict(f"the suggestion is {row.status}", code="suggestion_decided")
             (listing,) = load_listings(s, [row.sku])
@@ -459,11 +452,6 @@ class PricingService:
                 )
             g = snap.rules.guard_rows.get(row.rule, snap.rules.guard_rows[None])
             today = day_of(now)
-            since = (
-                2.0**40
-                if listing.changed_at is None
-                else (now - listing.changed_at).total_seconds()
-            )
             allowed, _ = k.guard(
                 float(suggested),
                 float(listing.list_c),
@@ -471,7 +459,7 @@ class PricingService:
                 float(listing.map_c),
                 float(listing.price_c),
                 float(listing.opening(today)),
-                float(since),
+                listing.since_change_s(now),
                 *(float(x) for x in g),
             )
             if int(allowed) != suggested:
@@ -489,8 +477,7 @@ class PricingService:
                 strategy=row.strategy,
                 bounded_by=row.bounded_by,
                 reason=f"approved suggestion: {row.reason}",
-                opened_c=listing.open_c,
-                opened_today=listing.open_day == today,
+                open_c=listing.opening(today),
                 suggestion_id=row.id,
             )
             if not ledger.apply_changes(s, [change], actor=actor, now=now):
@@ -503,7 +490,7 @@ class PricingService:
     def reject(self, suggestion_id: str, *, actor: str, note: str | None = None) -> dict[str, Any]:
         now = self.clock()
         with self.db.transaction() as s:
-            row = ledger.get_suggestion(s, suggestion_id, lock=True)
+            row = ledger.get_suggestion(s, suggestion_id)
             if row.status != "pending":
                 raise Conflict(f"the suggestion is {row.status}", code="suggestion_decided")
             row.status, row.decided_at, row.decided_by, row.note = "rejected", now, actor, note
@@ -649,6 +636,3 @@ class _Batch:
         bound = k.BOUND_NAMES[int(self.bound[i])]
         text = f"{why}; target {self.target[i] / 100:.2f}, price {self.price[i] / 100:.2f}"
         return text + (f", bounded by {bound}" if bound else "")
-
-
-STRATEGY_LABELS = STRATEGY_NAMES
