@@ -204,3 +204,15 @@ def test_rules_and_guardrails_admin(http: httpx.Client, admin: dict) -> None:
     assert http.delete(f"/v1/pricing/rules/{name}", headers=admin).status_code == 204
     error(http.get(f"/v1/pricing/rules/{name}", headers=admin), 404)
     error(http.put("/v1/pricing/guardrails", headers=admin, json={"charm": ".49"}), 422, "charm")
+
+
+def test_elasticities_endpoint(http: httpx.Client, admin: dict) -> None:
+    error(http.get("/v1/pricing/elasticities"), 401)
+    r = http.get("/v1/pricing/elasticities", headers=admin, params={"level": "category"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"fit_id", "fitted_at", "estimates"}
+    assert all(e["level"] == "category" for e in body["estimates"])
+    error(
+        http.get("/v1/pricing/elasticities", headers=admin, params={"level": "brand"}), 422, "level"
+    )
