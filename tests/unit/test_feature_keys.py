@@ -22,6 +22,7 @@ from features.plan import (
     zset_key,
 )
 from features.pricing import competitor_key
+from features.telemetry import minute_key
 
 pytestmark = pytest.mark.unit
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -42,6 +43,7 @@ def test_exact_key_names() -> None:
     assert seen_key("ev-1") == "cw:seen:ev-1"
     assert stock_key("SKU-1") == "cw:stock:SKU-1"
     assert competitor_key("SKU-1") == "cw:comp:SKU-1"
+    assert minute_key(29_000_000) == "cw:lat:29000000"
     assert STOCK_TOTAL_KEY == "cw:stock:available"
     assert STOCK_OUT_KEY == "cw:stock:out"
     assert recent_key(Entity.CUSTOMER, "cus_1") == "cw:recent:customer:cus_1"
