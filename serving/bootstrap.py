@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from engine.analytics.service import Analytics
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.interactions import Interactions
 from engine.commerce.orders import Orders
+from engine.crm.profiles import CustomerSegments
+from engine.crm.service import CustomerSegmentation
 from engine.events import MessageBus
+from engine.experiments.hooks import PriceTrials, RecTrials
+from engine.experiments.service import Experiments
 from engine.fraud.config import FraudConfig
 from engine.fraud.log import DecisionLog
 from engine.fraud.service import FraudService
@@ -26,6 +31,7 @@ from features.ingest import FeatureIngestor
 from features.pricing import PricingInputs
 from features.shopper import ShopperReader
 from features.store import FeatureStore
+from features.telemetry import LatencyReader, LatencyRecorder
 from serving.models import load_fraud_model, load_rec_model
 from serving.settings import Settings
 
@@ -45,11 +51,18 @@ class Container:
     fraud: FraudService
     recs: Recommender
     pricing: PricingService
+    crm: CustomerSegmentation
+    telemetry: LatencyRecorder
+    latency: LatencyReader
+    experiments: Experiments
+    analytics: Analytics = field(init=False)
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.telemetry.close()
         self.fraud.decisions.close()
         self.recs.log.close()
+        self.experiments.close()
         self.db.dispose()
         self.features.close()
 
@@ -73,6 +86,9 @@ def bootstrap(
     )
     ingestor = FeatureIngestor(features)
     ingestor.subscribe(bus)
+    segments = CustomerSegments(db)  # shared: pricing discounts and widget audiences
+    experiments = Experiments(db)  # A/B tests over widgets, the recommender and price rules
+    widgets = WidgetStore(db)
     container = Container(
         settings=settings,
         db=db,
@@ -91,9 +107,15 @@ def bootstrap(
         recs=Recommender(
             ShopperReader(features),
             CatalogCache(db),
-            WidgetStore(db),
+            widgets,
             RecommendationLog(db),
             model=load_rec_model(settings) if load_models else None,
+            segments=segments,
+            trials=RecTrials(
+                experiments,
+                widgets,
+                (lambda spec: load_rec_model(settings, spec)) if load_models else None,
+            ),
         ),
         pricing=PricingService(
             db,
@@ -101,7 +123,19 @@ def bootstrap(
             PricingInputs(features, bulk_client),
             quote_ttl_s=settings.quote_ttl_s,
             competitor_ttl_s=settings.competitor_ttl_s,
+            segments=segments,
+            trials=PriceTrials(experiments),
         ),
+        crm=CustomerSegmentation(db, base_currency=settings.base_currency, profiles=segments),
+        telemetry=LatencyRecorder(bulk_client),
+        latency=LatencyReader(bulk_client),
+        experiments=experiments,
+    )
+    container.analytics = Analytics(
+        db,
+        container.interactions.channels,
+        base_currency=settings.base_currency,
+        flush=(container.fraud.decisions.flush, container.recs.log.flush),
     )
     if migrate:
         container.recs.widgets.seed_defaults()

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from engine.errors import CartwiseError
 from serving.cli_common import console, settings_from_env
+from serving.cli_crm import customers_app, print_segments
 from serving.cli_fraud import fraud_app, train_demo_model
 from serving.cli_pricing import pricing_app
 from serving.cli_recs import recs_app, train_demo_recommender
@@ -36,6 +37,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(recs_app, name="recs")
 app.add_typer(pricing_app, name="pricing")
+app.add_typer(customers_app, name="customers")
 
 
 @db_app.command("upgrade")
@@ -82,11 +84,13 @@ def features_rebuild() -> None:
     )
 
 
-def _rebuild_features(container: Container) -> None:
+def _rebuild_features(container: Container, skip: frozenset[str] = frozenset()) -> None:
+    """``skip``: payment ids left out (``training.demo.scoring``: scored instead)."""
     from engine.commerce.history import history
     from features.rebuild import rebuild
+    from training.demo.scoring import replayable
 
-    summary = rebuild(container.features, history(container.db))
+    summary = rebuild(container.features, replayable(history(container.db), skip))
     state = (
         "[red]Redis unreachable: run `cartwise features rebuild`[/]" if summary.degraded else "ok"
     )
@@ -235,17 +239,24 @@ def demo(
 def prepare_demo(settings: Settings, *, seed: int, customers: int, products: int) -> None:
     """Schema, the demo store if the database is empty, its models, and a first reprice."""
     from serving.bootstrap import bootstrap
+    from training.demo.scoring import hold_back
     from training.demo.seed import SeedConfig, seed_store
 
     container = bootstrap(settings, migrate=True, load_models=False)
+    held: frozenset[str] = frozenset()
     try:
         if not container.catalog.list_products(limit=1).items:
             console.print("[bold]seeding the demo store…[/]")
             config = SeedConfig(seed=seed, customers=customers, products=products)
             _print_summary(_run_seed(container.db, config, seed_store))
-            _rebuild_features(container)
+            held = hold_back(container.db)
+            _rebuild_features(container, skip=held)
+            _demo_experiment(container)
         train_demo_model(settings, container.db)
+        if held:
+            _score_held_back(settings, container, held)
         train_demo_recommender(settings, container.db)
+        print_segments(container.crm.compute(), container.crm.summary())
         priced = container.pricing.reprice(actor="demo")
         console.print(
             f"repriced {priced.evaluated} SKUs: {priced.changed} changed, "
@@ -253,6 +264,38 @@ def prepare_demo(settings: Settings, *, seed: int, customers: int, products: int
         )
     finally:
         container.close()
+
+
+def _demo_experiment(container: Container) -> None:
+    """An A/B test on the home widget for the demo store's shoppers: the widget as shipped
+    against one item per category (its results fill in as /demo is browsed)."""
+    exp = container.experiments.create(
+        "home-diversity",
+        "Home widget: one item per category",
+        "widget",
+        "home",
+        [
+            {"name": "control", "weight": 50, "config": {}},
+            {"name": "diverse", "weight": 50, "config": {"overrides": {"max_per_category": 1}}},
+        ],
+        description="Does a more varied 'recommended for you' row convert better?",
+    )
+    container.experiments.start(exp.key)
+    console.print(f"started the A/B test {exp.key} on the home widget")
+
+
+def _score_held_back(settings: Settings, container: Container, held: frozenset[str]) -> None:
+    """The newest day of seeded payments, scored by the fraud model just trained (the
+    dashboard's fraud section then has real decisions; see training/demo/scoring.py)."""
+    from serving.models import load_fraud_model
+    from training.demo.scoring import score_held_back
+
+    container.fraud.use_model(load_fraud_model(settings))
+    outcomes = score_held_back(container.db, container.fraud, container.features, held)
+    console.print(
+        f"scored the newest day's {len(held)} payment attempts: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "no model, recorded only")
+    )
 
 
 def _with_admin_token(settings: Settings) -> Settings:
@@ -307,6 +350,9 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
 def _print_hints(url: str, settings: Settings) -> None:
     token = settings.admin_token.get_secret_value()
     console.print(f"""
+[bold]Open:[/]
+  {url}/demo                       the demo storefront (its widgets are /static/widget.js)
+  {url}/dashboard#token={token}   the operations dashboard
 [bold]Try:[/]
   curl {url}/healthz
   curl '{url}/v1/products?limit=3'

@@ -3,7 +3,7 @@ once per ``event_id``, then announced on the bus for the feature store."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.commerce.db import Database, insert_ignore
-from engine.commerce.schema import Interaction, Product, utcnow
+from engine.commerce.schema import Channel, Interaction, Product, utcnow
 from engine.errors import ValidationError
 from engine.events import InteractionInfo, InteractionsRecorded, MessageBus
 
@@ -31,6 +31,7 @@ class InteractionRequest:
     sku: str | None = None
     query: str | None = None
     recommendation_id: str | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,36 @@ class Recorded:
     duplicates: int
 
 
+class KnownChannels:
+    """The ids of the ``channels`` table, cached; a miss reloads them once (a channel added
+    since is found), so validating a known channel costs no query."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._ids: frozenset[str] = frozenset()
+
+    def unknown(self, wanted: Iterable[str | None]) -> set[str]:
+        """The channels of ``wanted`` that are not in the table (``None`` is no channel)."""
+        missing = {c for c in wanted if c is not None} - self._ids
+        if missing:
+            with self.db.transaction(readonly=True) as s:
+                self._ids = frozenset(s.scalars(select(Channel.id)))
+            missing -= self._ids
+        return missing
+
+    def check(self, channel: str | None, field: str = "channel") -> None:
+        if self.unknown([channel]):
+            raise ValidationError(
+                f"unknown channel {channel!r}", field=field, code="unknown_channel"
+            )
+
+
 class Interactions:
     def __init__(self, db: Database, bus: MessageBus, clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.bus = bus
         self.clock = clock
+        self.channels = KnownChannels(db)
 
     def record(self, events: Sequence[InteractionRequest]) -> Recorded:
         """Store new events (all or none); a known ``event_id`` counts as a duplicate."""
@@ -120,6 +146,12 @@ class Interactions:
                 problems.append({"field": f"events[{i}].timestamp", "reason": "needs a timezone"})
             elif ev.timestamp > latest:
                 problems.append({"field": f"events[{i}].timestamp", "reason": "in the future"})
+        unknown = self.channels.unknown(ev.channel for ev in events)
+        problems += [
+            {"field": f"events[{i}].channel", "reason": f"unknown channel {ev.channel!r}"}
+            for i, ev in enumerate(events)
+            if ev.channel in unknown
+        ]
         if problems:
             raise ValidationError(
                 "; ".join(f"{p['field']}: {p['reason']}" for p in problems),
@@ -146,6 +178,7 @@ def _row(ev: InteractionRequest) -> dict[str, Any]:
         "query": ev.query,
         "recommendation_id": ev.recommendation_id,
         "ts": ev.timestamp,
+        "channel_id": ev.channel,
     }
 
 

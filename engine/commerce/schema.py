@@ -255,3 +255,4 @@ class Interaction(Base):
     query: Mapped[str | None] = mapped_column(String(300))
     recommendation_id: Mapped[str | None] = mapped_column(String(64), index=True)
     ts: Mapped[datetime] = mapped_column(index=True)
+    channel_id: Mapped[str | None] = mapped_column(String(64), index=True)

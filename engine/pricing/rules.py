@@ -5,8 +5,8 @@ A rule has a scope (one SKU, a category, a brand, or all), a priority, a strateg
 parameters, a mode (``auto`` applies prices; ``suggest`` leaves them for an admin to approve)
 and guardrail overrides.  Each SKU is priced by its highest-priority enabled rule whose scope
 matches (ties: the narrower scope, then the name).  ``segment`` rules are not base prices: they
-discount the current price for a customer's segment or loyalty tier when a quote names the
-customer.
+discount the current price for a customer's segment, loyalty tier or RFM segment (``rfm``: see
+``engine.crm.rfm``) when a quote names the customer.
 
 Guardrails apply to every price: floor = max(cost · (1 + min margin), MAP), a ceiling as a share
 of the list price, a maximum change per UTC day, a minimum interval between changes and charm
@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engine.crm.rfm import SEGMENTS as RFM_SEGMENTS
 from engine.errors import ValidationError
 from engine.pricing import kernels as k
 
@@ -241,12 +242,17 @@ class PricingRule:
             ]
         return out
 
-    def discount(self, segment: str | None, tier: str | None) -> float:
-        """A segment rule's discount (a fraction) for a customer: the larger of their
-        segment's and their loyalty tier's."""
+    def discount(self, segment: str | None, tier: str | None, rfm: str | None = None) -> float:
+        """A segment rule's discount (a fraction) for a customer: the largest of their
+        segment's, their loyalty tier's and their RFM segment's."""
         by_segment = self.params.get("segments", {})
         by_tier = self.params.get("tiers", {})
-        pct = max(by_segment.get(segment or "", 0.0), by_tier.get(tier or "", 0.0))
+        by_rfm = self.params.get("rfm", {})
+        pct = max(
+            by_segment.get(segment or "", 0.0),
+            by_tier.get(tier or "", 0.0),
+            by_rfm.get(rfm or "", 0.0),
+        )
         return float(pct) / 100
 
     def matches(self, sku: str, category: str | None, brand: str | None) -> bool:
@@ -274,7 +280,7 @@ def _params(strategy: str, config: Mapping[str, Any]) -> dict[str, Any]:
     if strategy == "competitor":
         extra = ["reference", "action"]
     if strategy == "segment":
-        extra = ["segments", "tiers"]
+        extra = ["segments", "tiers", "rfm"]
     _unknown(config, [*spec, *extra], where)
     out: dict[str, Any] = {
         key: _number(config, key, default, lo, hi, where) for key, (default, lo, hi) in spec.items()
@@ -288,16 +294,21 @@ def _params(strategy: str, config: Mapping[str, Any]) -> dict[str, Any]:
             raise ValidationError("action must be match, beat or above", field=f"{where}action")
         out |= {"reference": reference, "action": action}
     if strategy == "segment":
-        for key in ("segments", "tiers"):
+        for key in ("segments", "tiers", "rfm"):
             table = config.get(key) or {}
             if not isinstance(table, Mapping):
                 raise ValidationError(f"{key} maps a name to a percent", field=f"{where}{key}")
             for name, pct in table.items():
+                if key == "rfm" and name not in RFM_SEGMENTS:
+                    raise ValidationError(
+                        f"unknown RFM segment {name!r} (known: {', '.join(RFM_SEGMENTS)})",
+                        field=f"{where}rfm.{name}",
+                    )
                 _number({str(name): pct}, str(name), 0, 0, 90, f"{where}{key}.")
             out[key] = {str(n): float(v) for n, v in table.items()}
-        if not out["segments"] and not out["tiers"]:
+        if not out["segments"] and not out["tiers"] and not out["rfm"]:
             raise ValidationError(
-                "a segment rule needs segments or tiers", field=f"{where}segments"
+                "a segment rule needs segments, tiers or rfm", field=f"{where}segments"
             )
     return out
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,8 +23,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
-from engine.commerce.schema import Channel, Customer
+from engine.commerce.schema import Channel
+from engine.crm.profiles import NO_PROFILE, CustomerProfile, CustomerSegments
 from engine.errors import CartwiseError, Conflict, ValidationError
+from engine.experiments.hooks import PriceTrials
 from engine.pricing import kernels as k
 from engine.pricing import ledger
 from engine.pricing.config import CURRENCY, PricingConfig, Snapshot
@@ -57,6 +57,7 @@ class Quote:
     rule: str | None
     bounded_by: str | None
     valid_until: datetime
+    experiment: dict[str, str] | None = None  # {key, variant} of a pricing-rule experiment
 
 
 @dataclass
@@ -76,66 +77,6 @@ class RepriceResult:
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class CustomerSegments:
-    """A customer's segment and loyalty tier (``customers.attributes``), cached for
-    ``ttl_s`` seconds (up to ``size`` customers): quotes for a known shopper touch no
-    database."""
-
-    def __init__(self, db: Database, *, ttl_s: float = 300.0, size: int = 100_000) -> None:
-        self.db = db
-        self.ttl_s = ttl_s
-        self.size = size
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[float, tuple[str | None, str | None]]] = OrderedDict()
-
-    def warm_up(self) -> str | None:
-        """Load the newest ``size`` customers (a replica starts with its likely shoppers
-        cached, and the lookup's connection and statement warm); returns one of their ids, to
-        warm the rest of the quote path with (None: no customers yet)."""
-        now = time.monotonic()
-        with self.db.transaction(readonly=True) as s:
-            rows = s.execute(
-                select(Customer.id, Customer.attributes)
-                .order_by(Customer.created_at.desc())
-                .limit(self.size)
-            ).all()
-        with self._lock:
-            for customer_id, attributes in reversed(rows):
-                self._cache[customer_id] = (now, _segment(attributes))
-        return rows[0][0] if rows else None
-
-    def get(self, customer_id: str) -> tuple[str | None, str | None]:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(customer_id)
-            if hit is not None and now - hit[0] < self.ttl_s:
-                self._cache.move_to_end(customer_id)
-                return hit[1]
-        with self.db.transaction(readonly=True) as s:
-            attributes = s.scalar(select(Customer.attributes).where(Customer.id == customer_id))
-            if attributes is None:
-                exists = s.scalar(select(func.count()).where(Customer.id == customer_id))
-                if not exists:
-                    raise ValidationError(
-                        f"unknown customer {customer_id!r}",
-                        field="customer_id",
-                        code="unknown_customer",
-                    )
-        value = _segment(attributes)
-        with self._lock:
-            self._cache[customer_id] = (now, value)
-            self._cache.move_to_end(customer_id)
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return value
-
-
-def _segment(attributes: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-    attributes = attributes or {}
-    seg, tier = attributes.get("segment"), attributes.get("loyalty_tier")
-    return (str(seg) if seg else None, str(tier) if tier else None)
 
 
 def _channels(s: Session) -> tuple[int, Any]:
@@ -159,9 +100,11 @@ class PricingService:
         quote_ttl_s: int = 900,
         competitor_ttl_s: int = 2 * 86_400,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trials: PriceTrials | None = None,
     ) -> None:
         self.db = db
         self.config = config
+        self.trials = trials  # running experiments on segment rules
         self.market = market
         self.book = book or PriceBook(db)
         self.elasticities = elasticities or Elasticities(db)
@@ -202,8 +145,13 @@ class PricingService:
         now = self.clock()
         snap = self.config.snapshot()
         want, currency_field = self._currency(currency, channel)
-        segment, tier = self.segments.get(customer_id) if customer_id else (None, None)
+        profile = self.segments.get(customer_id) if customer_id else NO_PROFILE
         seg_rules = snap.rules.segment_rules() if customer_id else []
+        seg_rules, trials = (
+            self.trials.rules(seg_rules, customer_id)
+            if self.trials is not None and customer_id
+            else (seg_rules, [])
+        )
         listings = self._listings(skus)
         valid_until = now + timedelta(seconds=self.quote_ttl_s)
         out = []
@@ -217,9 +165,15 @@ class PricingService:
                 )
             out.append(
                 self._quote_one(
-                    listing, snap, want, currency_field, seg_rules, segment, tier, valid_until
+                    listing, snap, want, currency_field, seg_rules, profile, valid_until
                 )
             )
+        if self.trials is not None and customer_id and trials:
+
+            def scope(q: Quote) -> tuple[str, str | None, str | None]:
+                return q.sku, listings[q.sku].category, listings[q.sku].brand
+
+            out = self.trials.annotate(out, scope, trials, customer_id)
         return out
 
     def _listings(self, skus: Sequence[str]) -> Mapping[str, Listing]:
@@ -255,8 +209,7 @@ class PricingService:
         want: str | None,
         currency_field: str,
         seg_rules: Sequence[PricingRule],
-        segment: str | None,
-        tier: str | None,
+        profile: CustomerProfile,
         valid_until: datetime,
     ) -> Quote:
         currency = want or listing.currency
@@ -268,7 +221,7 @@ class PricingService:
         discount, rule_name = 0.0, listing.rule
         for r in seg_rules:
             if r.matches(listing.sku, listing.category, listing.brand):
-                discount = r.discount(segment, tier)
+                discount = r.discount(profile.segment, profile.tier, profile.rfm)
                 if discount > 0:
                     rule_name = r.name
                     break

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
 from engine.commerce.schema import Interaction
@@ -37,6 +38,8 @@ class Recommendation:
     model_version: str | None
     degraded: bool
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    channel: str | None = None
+    experiment: dict[str, str] | None = None  # {key, variant} of a running experiment
 
     def public(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,7 @@ class Recommendation:
             ],
             "model_version": self.model_version,
             "degraded": self.degraded,
+            "experiment": self.experiment,
         }
 
 
@@ -61,6 +65,7 @@ def _row(r: Recommendation) -> dict[str, Any]:
         "model_version": r.model_version,
         "degraded": r.degraded,
         "created_at": r.created_at,
+        "channel_id": r.channel,
     }
 
 
@@ -73,27 +78,59 @@ class RecommendationLog(WriteBehind[Recommendation]):
         widget's recommendation ids, over the last ``days``."""
         self.flush()
         since = datetime.now(UTC) - timedelta(days=days)
-        recs = and_(RecommendationRow.widget == widget, RecommendationRow.created_at >= since)
         with self.db.transaction(readonly=True) as s:
-            impressions = s.scalar(select(func.count()).select_from(RecommendationRow).where(recs))
-            counts = dict(
-                s.execute(
-                    select(Interaction.type, func.count(func.distinct(Interaction.event_id)))
-                    .join(RecommendationRow, RecommendationRow.id == Interaction.recommendation_id)
-                    .where(recs)
-                    .group_by(Interaction.type)
-                ).all()
-            )
-        shown = int(impressions or 0)
-        clicks, carts = int(counts.get("view", 0)), int(counts.get("add_to_cart", 0))
-        purchases = int(counts.get("purchase", 0))
-        return {
-            "widget": widget,
-            "days": days,
-            "impressions": shown,
-            "clicks": clicks,
-            "add_to_carts": carts,
-            "purchases": purchases,
-            "click_through_rate": clicks / shown if shown else 0.0,
-            "conversion_rate": purchases / shown if shown else 0.0,
-        }
+            found = widget_stats(s, since=since, widget=widget)
+        return {"widget": widget, "days": days, **(found[0] if found else _rates(widget, 0, {}))}
+
+
+OUTCOMES = {"view": "clicks", "add_to_cart": "add_to_carts", "purchase": "purchases"}
+
+
+def widget_stats(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    channel: str | None = None,
+    widget: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per widget (by name), in one query: recommendations shown in ``[since, until)`` (of
+    ``channel``), and the distinct storefront events sent back with their ids (views are
+    clicks), whenever those came."""
+    where = [RecommendationRow.created_at >= since]
+    if until is not None:
+        where.append(RecommendationRow.created_at < until)
+    if channel is not None:
+        where.append(RecommendationRow.channel_id == channel)
+    if widget is not None:
+        where.append(RecommendationRow.widget == widget)
+    counts = [
+        func.count(
+            func.distinct(case((Interaction.type == kind, Interaction.event_id), else_=None))
+        )
+        for kind in OUTCOMES
+    ]
+    rows = session.execute(
+        select(RecommendationRow.widget, func.count(func.distinct(RecommendationRow.id)), *counts)
+        .outerjoin(Interaction, Interaction.recommendation_id == RecommendationRow.id)
+        .where(and_(*where))
+        .group_by(RecommendationRow.widget)
+        .order_by(RecommendationRow.widget)
+    ).all()
+    return [
+        _rates(name, int(shown), dict(zip(OUTCOMES.values(), map(int, rest), strict=True)))
+        for name, shown, *rest in rows
+    ]
+
+
+def _rates(widget: str, shown: int, counts: dict[str, int]) -> dict[str, Any]:
+    clicks, purchases = counts.get("clicks", 0), counts.get("purchases", 0)
+    return {
+        "widget": widget,
+        "impressions": shown,
+        "clicks": clicks,
+        "add_to_carts": counts.get("add_to_carts", 0),
+        "purchases": purchases,
+        "click_through_rate": clicks / shown if shown else 0.0,
+        "conversion_rate": purchases / shown if shown else 0.0,
+    }

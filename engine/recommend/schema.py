@@ -35,3 +35,4 @@ class Recommendation(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     degraded: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    channel_id: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.commerce.ids import new_id
+from engine.crm.profiles import CustomerSegments
 from engine.errors import CartwiseError, ValidationError
+from engine.experiments.hooks import RecTrials
 from engine.recommend.catalog import CatalogCache, CatalogView
 from engine.recommend.log import RecItem, Recommendation, RecommendationLog
 from engine.recommend.shopper import ShopperPort, ShopperState
@@ -65,6 +67,8 @@ class _Context:
     pool: int
     excluded: tuple[frozenset[str], frozenset[str], frozenset[str]]  # hidden, out of stock, rest
     allowed: frozenset[str]
+    segment: str | None = None  # the customer's RFM segment (read when the widget needs it)
+    model: RecModelLike | None = None  # the champion, or an experiment variant's model
 
 
 class Recommender:
@@ -75,7 +79,11 @@ class Recommender:
         widgets: WidgetStore,
         log: RecommendationLog,
         model: RecModelLike | None = None,
+        segments: CustomerSegments | None = None,
+        trials: RecTrials[RecModelLike] | None = None,
     ) -> None:
+        self.trials = trials  # running experiments on widgets and on the model
+        self.segments = segments  # RFM segments, for widget audiences and promotions
         self.shopper = shopper
         self.catalog = catalog
         self.widgets = widgets
@@ -100,8 +108,18 @@ class Recommender:
         session_id: str | None = None,
         now: float | None = None,
         log: bool = True,
+        channel: str | None = None,
     ) -> Recommendation:
         w = widget if isinstance(widget, Widget) else self.widgets.get(widget)
+        model, trial, fell_back = self.model, None, False
+        if self.trials is not None and not isinstance(widget, Widget):
+            chosen = self.trials.choose(w, model, customer_id, session_id, log=log)
+            w, model, trial, fell_back = (
+                chosen.widget,
+                chosen.model,
+                chosen.experiment,
+                chosen.degraded,
+            )
         k = w.k if k is None else k
         if not 1 <= k <= MAX_K:
             raise ValidationError(f"k must be 1 to {MAX_K}", field="k")
@@ -117,10 +135,12 @@ class Recommender:
             category=scope,
             now=time.time() if now is None else now,
         )
-        ctx = self._context(w, view, state, customer_id, context_sku, category, k)
-        candidates = self._candidates(ctx, [w.strategy, *w.fallback], k)
+        ctx = self._context(w, view, state, customer_id, context_sku, category, k, model=model)
+        if w.needs_segment and self.segments is not None:
+            ctx = replace(ctx, segment=self.segments.rfm(customer_id))
+        steps = [w.strategy, *w.fallback] if w.serves(ctx.segment) else list(w.fallback)
+        candidates = self._candidates(ctx, steps, k)
         items = self._promote(ctx, candidates, k)
-        model = self.model
         rec = Recommendation(
             recommendation_id=new_id("rec"),
             widget=w.name,
@@ -129,7 +149,9 @@ class Recommender:
             context_sku=context_sku,
             items=tuple(items),
             model_version=model.version if model else None,
-            degraded=state.degraded or model is None,
+            degraded=state.degraded or model is None or fell_back,
+            channel=channel,
+            experiment=dict(trial) if trial else None,
         )
         if log:
             self.log.append(rec)
@@ -157,6 +179,8 @@ class Recommender:
         context_sku: str | None,
         category: str | None,
         k: int,
+        *,
+        model: RecModelLike | None = None,
     ) -> _Context:
         out_of_stock = state.out_of_stock if w.in_stock_only else frozenset()
         extra = (
@@ -183,6 +207,7 @@ class Recommender:
             pool=3 * k,
             excluded=(unavailable, out_of_stock, frozenset(extra)),
             allowed=frozenset(allowed),
+            model=model,
         )
 
     def _candidates(self, ctx: _Context, steps: Iterable[str], k: int) -> list[RecItem]:
@@ -207,7 +232,7 @@ class Recommender:
         return out
 
     def _step(self, ctx: _Context, step: str) -> list[RecItem]:
-        model = self.model
+        model = ctx.model
         if step == "trending_category":
             return _trend(ctx.state.trending)
         if step == "trending":
@@ -299,7 +324,7 @@ class Recommender:
     def _promote(self, ctx: _Context, items: list[RecItem], k: int) -> list[RecItem]:
         w = ctx.widget
         slots = round(w.promotion_share * k)
-        if slots <= 0 or not (w.promoted_skus or w.promoted_category):
+        if slots <= 0 or not (w.promoted_skus or w.promoted_category or w.promotions):
             return items[:k]
         chosen = {i.sku for i in items}
         promoted = [sku for sku in self._promoted_pool(ctx) if sku not in chosen and ctx.ok(sku)][
@@ -313,13 +338,21 @@ class Recommender:
         return out[:k]
 
     def _promoted_pool(self, ctx: _Context) -> list[str]:
+        """The widget's promoted SKUs, then its category's; then each promotion shown to the
+        customer's segment, in order (SKUs, then its category's)."""
         w = ctx.widget
-        pool = list(w.promoted_skus)
-        if w.promoted_category:
-            trending = [s for s, _ in ctx.state.trending_all]
-            in_cat = [s for s, c in ctx.view.category.items() if c == w.promoted_category]
-            rank = {s: r for r, s in enumerate(trending)}
-            pool += sorted(in_cat, key=lambda s: (rank.get(s, len(rank)), s))
+        sets = [(w.promoted_skus, w.promoted_category)]
+        sets += [(p.skus, p.category) for p in w.promotions if p.shown_to(ctx.segment)]
+        rank: dict[str, int] | None = None
+        pool: list[str] = []
+        for skus, category in sets:
+            pool += skus
+            if category:
+                if rank is None:
+                    rank = {s: r for r, s in enumerate(s for s, _ in ctx.state.trending_all)}
+                ranks = rank
+                in_cat = [s for s, c in ctx.view.category.items() if c == category]
+                pool += sorted(in_cat, key=lambda s: (ranks.get(s, len(ranks)), s))
         return list(dict.fromkeys(pool))
 
 

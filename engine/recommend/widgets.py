@@ -3,7 +3,13 @@
 A widget names a strategy (personalized, similar, bought_together, trending), its filters
 (purchased, out of stock, categories), boosts per category, promotions (a share of the slots for
 a promoted set), diversity (at most n items per category) and the fallback chain used when the
-strategy cannot fill the slots.  Defaults ship in ``widgets.yaml``; the admin API edits them in
+strategy cannot fill the slots.
+
+Customer segments (RFM, ``engine.crm``): a ``promotions`` entry (``skus``, ``category``) with
+``segments`` is shown only to customers in those segments; a widget with ``audience:
+{segments: [..]}`` answers customers outside its audience (and anonymous shoppers) with its
+fallback chain instead of its own strategy, so a "win-back" widget can target at_risk
+customers.  Defaults ship in ``widgets.yaml``; the admin API edits them in
 SQL, and replicas pick edits up within ``poll_s`` seconds (a version column, like the fraud
 rules).
 """
@@ -20,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
+from engine.crm.rfm import SEGMENTS as RFM_SEGMENTS
 from engine.errors import NotFound, ValidationError
 from engine.recommend.schema import RecWidget
 from engine.reloading import Reloading
@@ -41,6 +48,65 @@ class WidgetNotFound(NotFound):
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """A promoted set (``skus``, then trending items of ``category``), shown to customers in
+    ``segments`` (RFM segments; empty: everyone)."""
+
+    skus: tuple[str, ...] = ()
+    category: str | None = None
+    segments: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Any, where: str) -> Promotion:
+        if not isinstance(config, Mapping):
+            raise ValidationError("a promotion is a mapping", field=where)
+        for key in config:
+            if key not in ("skus", "category", "segments"):
+                raise ValidationError(f"unknown promotion setting {key!r}", field=f"{where}.{key}")
+        skus = config.get("skus") or []
+        if not isinstance(skus, list) or not all(isinstance(x, str) and x for x in skus):
+            raise ValidationError("skus is a list of SKUs", field=f"{where}.skus")
+        category = config.get("category")
+        if category is not None and (not isinstance(category, str) or not category):
+            raise ValidationError("category is a category name", field=f"{where}.category")
+        if not skus and category is None:
+            raise ValidationError("a promotion needs skus or a category", field=f"{where}.skus")
+        segments = _segments(config.get("segments"), f"{where}.segments")
+        return cls(tuple(skus), category, segments)
+
+    def config(self) -> dict[str, Any]:
+        return {"skus": list(self.skus), "category": self.category, "segments": list(self.segments)}
+
+    def shown_to(self, segment: str | None) -> bool:
+        return not self.segments or segment in self.segments
+
+
+def _segments(value: Any, where: str) -> tuple[str, ...]:
+    """A list of RFM segment names (None: empty); an unknown name is refused."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValidationError("segments is a list of RFM segments", field=where)
+    for name in value:
+        if name not in RFM_SEGMENTS:
+            raise ValidationError(
+                f"unknown RFM segment {name!r}; one of {', '.join(RFM_SEGMENTS)}", field=where
+            )
+    return tuple(dict.fromkeys(str(n) for n in value))
+
+
+def _audience(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping) or set(value) - {"segments"}:
+        raise ValidationError("audience is {segments: [..]}", field="audience")
+    segments = _segments(value.get("segments"), "audience.segments")
+    if not segments:
+        raise ValidationError("an audience names at least one segment", field="audience.segments")
+    return segments
+
+
+@dataclass(frozen=True)
 class Widget:
     name: str
     strategy: Strategy = "personalized"
@@ -54,6 +120,8 @@ class Widget:
     promotion_share: float = 0.0  # share of the k slots kept for promoted items
     max_per_category: int | None = None  # diversity
     fallback: tuple[str, ...] = ("trending_category", "trending")
+    promotions: tuple[Promotion, ...] = ()  # promoted sets, possibly per RFM segment
+    audience: tuple[str, ...] = ()  # RFM segments the strategy serves (empty: everyone)
 
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any]) -> Widget:
@@ -93,6 +161,12 @@ class Widget:
                 raise ValidationError(
                     f"fallback steps are {', '.join(FALLBACKS)}", field=f"fallback[{i}]"
                 )
+        promotions = get("promotions", list, []) or []
+        audience = _audience(config.get("audience"))
+        if audience and not fallback:
+            raise ValidationError(
+                "a widget with an audience needs a fallback for everyone else", field="fallback"
+            )
         return cls(
             name=name,
             strategy=strategy,
@@ -106,6 +180,10 @@ class Widget:
             promotion_share=share,
             max_per_category=diversity,
             fallback=fallback,
+            promotions=tuple(
+                Promotion.from_config(p, f"promotions[{i}]") for i, p in enumerate(promotions)
+            ),
+            audience=audience,
         )
 
     def config(self) -> dict[str, Any]:
@@ -121,7 +199,18 @@ class Widget:
             "promotion_share": self.promotion_share,
             "max_per_category": self.max_per_category,
             "fallback": list(self.fallback),
+            "promotions": [p.config() for p in self.promotions],
+            "audience": {"segments": list(self.audience)} if self.audience else None,
         }
+
+    def serves(self, segment: str | None) -> bool:
+        """Whether a customer of ``segment`` gets the widget's own strategy (not only its
+        fallback chain)."""
+        return not self.audience or segment in self.audience
+
+    @property
+    def needs_segment(self) -> bool:
+        return bool(self.audience) or any(p.segments for p in self.promotions)
 
 
 def default_widgets() -> dict[str, dict[str, Any]]:

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serving.api import commerce, errors, features, fraud, pricing, recommend
+from serving.api import (
+    analytics,
+    commerce,
+    crm,
+    errors,
+    experiments,
+    features,
+    fraud,
+    pricing,
+    recommend,
+    telemetry,
+)
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
@@ -23,6 +34,11 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(fraud.router)
     app.include_router(recommend.router)
     app.include_router(pricing.router)
+    app.include_router(experiments.router)
+    app.include_router(crm.router)
+    app.include_router(analytics.router)
+    app.include_router(telemetry.router)
+    app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):

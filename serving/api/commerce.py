@@ -16,6 +16,7 @@ from serving.api.schemas import (
     ChargebackOut,
     CustomerIn,
     CustomerOut,
+    CustomerSegmentOut,
     MerchantIn,
     MerchantOut,
     OrderEventOut,
@@ -47,7 +48,11 @@ def create_customer(body: CustomerIn, box: Box):
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut, tags=["customers"])
 def get_customer(customer_id: str, box: Box):
-    return box.catalog.get_customer(customer_id)
+    """The customer, with their RFM segment from the last batch (null: not scored)."""
+    out = CustomerOut.model_validate(box.catalog.get_customer(customer_id))
+    segment = box.crm.get(customer_id)
+    out.segment = CustomerSegmentOut.model_validate(segment) if segment else None
+    return out
 
 
 # --- channels, merchants, warehouses (admin writes) ------------------------------------------

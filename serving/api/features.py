@@ -27,6 +27,7 @@ class EventIn(In):
     query: Annotated[str, Field(max_length=300)] | None = None
     timestamp: AwareDatetime
     recommendation_id: Annotated[str, Field(max_length=64)] | None = None
+    channel: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class EventsOut(BaseModel):
@@ -110,6 +111,7 @@ def ingest_events(box: Box, raw: Annotated[Any, Body(include_in_schema=False)] =
                 sku=e.sku,
                 query=e.query,
                 recommendation_id=e.recommendation_id,
+                channel=e.channel,
             )
             for e in items
         ]

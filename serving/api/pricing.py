@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from serving.api.deps import Admin, Box
+from serving.api.experiments import ExperimentRef
 from serving.api.schemas import In
 
 router = APIRouter(prefix="/v1")
@@ -34,6 +35,9 @@ class QuoteOut(BaseModel):
     rule: str | None
     bounded_by: Literal["floor", "ceiling", "map", "change_limit"] | None
     valid_until: str
+    experiment: ExperimentRef | None = Field(
+        default=None, description="The experiment on a pricing rule this customer is in."
+    )
 
 
 class QuotesOut(BaseModel):
@@ -61,6 +65,7 @@ async def quote(body: QuoteIn, box: Box) -> dict[str, Any]:
                 "rule": q.rule,
                 "bounded_by": q.bounded_by,
                 "valid_until": q.valid_until.isoformat(),
+                "experiment": q.experiment,
             }
             for q in quotes
         ]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from engine.recommend.widgets import MAX_K, Widget
 from serving.api.deps import Admin, Box
+from serving.api.experiments import ExperimentRef
 
 router = APIRouter(prefix="/v1")
 K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
@@ -32,6 +33,9 @@ class RecommendationOut(BaseModel):
     items: list[ItemOut]
     model_version: str | None
     degraded: bool = Field(description="Real-time state or the model was unavailable.")
+    experiment: ExperimentRef | None = Field(
+        default=None, description="The running experiment (and variant) that shaped the answer."
+    )
 
 
 @router.get(
@@ -45,10 +49,13 @@ def recommendations(
     category: Annotated[str | None, Query(max_length=200)] = None,
     context_sku: Annotated[str | None, Query(max_length=64)] = None,
     session_id: Annotated[str | None, Query(max_length=128)] = None,
+    channel: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> dict[str, Any]:
     """What this shopper should see in ``widget``: personalized from their history and this
     session's events, filtered (purchased, out of stock, hidden, ``category``), with the
-    widget's boosts, promotions, diversity and fallbacks (trending for a new shopper)."""
+    widget's boosts, promotions, diversity and fallbacks (trending for a new shopper).
+    ``channel`` (a known channel id) is logged with the answer for per-channel analytics."""
+    box.interactions.channels.check(channel)
     return box.recs.recommend(
         customer_id=customer_id,
         widget=widget,
@@ -56,6 +63,7 @@ def recommendations(
         category=category,
         context_sku=context_sku,
         session_id=session_id,
+        channel=channel,
     ).public()
 
 

@@ -37,6 +37,19 @@ class CustomerIn(In):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
+class CustomerSegmentOut(Out):
+    """The customer's RFM scores and segment from the last batch (``engine.crm``)."""
+
+    segment: str
+    r: int
+    f: int
+    m: int
+    recency_days: int
+    frequency: int
+    monetary: float
+    computed_at: datetime
+
+
 class CustomerOut(Out):
     id: str
     email: str
@@ -44,6 +57,7 @@ class CustomerOut(Out):
     country: str | None
     attributes: dict[str, Any]
     created_at: datetime
+    segment: CustomerSegmentOut | None = None
 
 
 class ChannelIn(In):

@@ -236,3 +236,25 @@ def test_bad_config_is_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError) as err:
         generate_store(SeedConfig(**{**SMALL.__dict__, field: value}))
     assert err.value.field == field
+
+
+def test_sessions_carry_the_channel_of_their_checkout(shop, small_store) -> None:  # type: ignore[no-untyped-def]
+    _, customers, browsing = shop
+    by_checkout = {(c.customer.id, c.ts): c.channel_id for c in browsing.checkouts}
+    checked_out = 0
+    for s in browsing.sessions:
+        bought = [ts for ts, kind, _, _ in s.events if kind == "purchase"]
+        if bought:
+            checked_out += 1
+            assert s.channel == by_checkout[(s.customer_id, bought[0])]
+    assert checked_out > 50
+    app_users = {c.id for c in customers if c.app_user}
+    assert {s.channel for s in browsing.sessions if s.customer_id not in app_users} <= {
+        "web-de",
+        "web-fr",
+        "web-nl",
+        "web-es",
+    }
+    channels = {c["id"] for c in small_store.rows["channels"]}
+    seen = {r["channel_id"] for r in small_store.rows["interactions"]}
+    assert seen == channels  # every event has a channel, and every channel is used

@@ -57,6 +57,13 @@ class Session:
     start: int
     # (ts, type, product index or None, search query or None)
     events: list[tuple[int, str, int | None, str | None]] = field(default_factory=list)
+    channel: str | None = None  # the storefront channel: the checkout's, if it led to one
+
+
+def browsing_channel(rng: np.random.Generator, customer: Customer) -> str:
+    """Where a customer browses: the app for most sessions of app users, else the web shop of
+    their country (as checkouts choose)."""
+    return "app" if customer.app_user and rng.random() < 0.7 else WEB_CHANNEL[customer.country]
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ def simulate_browsing(
     sessions_per_customer: float,
 ) -> Browsing:
     rng = stage_rng(seed, "behaviour")
+    channels = stage_rng(seed, "channels")  # its own stream: browsing draws stay as they were
     leaves = _LeafSampler(cat)
     sessions: list[Session] = []
     checkouts: list[Checkout] = []
@@ -160,6 +168,8 @@ def simulate_browsing(
                 rng, customer, cat, leaves, cdf, int(start), window.seconds - 600
             )
             session.events[:] = [e for e in session.events if e[0] < window.seconds]
+            browsing = browsing_channel(channels, customer)
+            session.channel = checkout.channel_id if checkout is not None else browsing
             sessions.append(session)
             if checkout is not None:
                 checkouts.append(checkout)
@@ -232,10 +242,10 @@ def interaction_rows(
 ) -> list[dict[str, Any]]:
     """Rows of ``interactions``; sessions ``ses_…`` and events ``ev_…`` numbered in time order."""
     ordered = sorted(sessions, key=lambda s: (s.start, s.customer_id))
-    flat: list[tuple[int, int, int, str, str, int | None, str | None]] = []
+    flat: list[tuple[int, int, int, str, str, int | None, str | None, str | None]] = []
     for s_no, s in enumerate(ordered, start=1):
         for seq, (ts, kind, item, query) in enumerate(s.events):
-            flat.append((ts, s_no, seq, s.customer_id, kind, item, query))
+            flat.append((ts, s_no, seq, s.customer_id, kind, item, query, s.channel))
     flat.sort(key=lambda e: (e[0], e[1], e[2]))
     return [
         {
@@ -247,6 +257,7 @@ def interaction_rows(
             "query": query,
             "recommendation_id": None,
             "ts": window.at(ts),
+            "channel_id": channel,
         }
-        for n, (ts, s_no, _seq, customer_id, kind, item, query) in enumerate(flat, start=1)
+        for n, (ts, s_no, _seq, customer_id, kind, item, query, channel) in enumerate(flat, start=1)
     ]

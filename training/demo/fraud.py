@@ -161,7 +161,8 @@ class _Fraudsters:
         browse: int = 2,
     ) -> int:
         """The checkout plus the short session that led to it; returns its payment count."""
-        session = Session(customer.id, t)
+        channel = WEB_CHANNEL.get(customer.country, "web-de")
+        session = Session(customer.id, t, channel=channel)
         extra = [int(i) for i in self.rng.choice(self.visible, size=browse)] if browse else []
         for item in extra + [i for i, _ in lines]:
             session.events.append((t, "view", item, None))
@@ -171,7 +172,6 @@ class _Fraudsters:
             t += 5 + int(self.rng.integers(0, 20))
         session.events += [(t, "purchase", i, None) for i, _ in lines]
         self.plan.sessions.append(session)
-        channel = WEB_CHANNEL.get(customer.country, "web-de")
         self.plan.checkouts.append(
             Checkout(customer, t, channel, lines, ship, False, attempts, pattern)
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import engine.crm.schema
+import engine.experiments.schema
 import engine.fraud.schema
 import engine.pricing.schema
 import engine.recommend.schema  # noqa: F401  (registers the recommendation and pricing tables)

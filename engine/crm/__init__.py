@@ -1,0 +1,1 @@
+"""Customer relationship: RFM scores and segments, computed in batch and kept per customer."""

@@ -1,0 +1,1 @@
+"""A/B tests: experiments over a widget, the recommender or a quote-time pricing rule."""
