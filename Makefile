@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run serve seed lint format typecheck test test-fast bench loadtest clean
+.PHONY: install browser run serve seed lint format typecheck test test-fast bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+## the browser tests drive Debian's Chromium (no browser download): install it when missing
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
 ## make run: virtualenv, Redis if none answers, schema, demo data, serve on :8000. Ctrl-C stops.
 run: install
@@ -39,7 +47,7 @@ typecheck: install
 
 ## make test: install, lint, type check, then every test (unit, integration on SQLite and
 ## PostgreSQL, e2e over HTTP on Ray Serve).
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install

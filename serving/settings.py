@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="haproxy: HAProxy on the HTTP port forwards straight to replicas' own HTTP "
         "servers (Serve's direct ingress); proxy: Serve's Python HTTP proxy actor.",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Storefront origins allowed to call the API from a browser (the widget "
+        'on a shop\'s own domain), e.g. ["https://shop.example"]; empty: same origin only.',
+    )
     log_level: str = Field("INFO")
     mlflow_uri: str = Field(
         "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."

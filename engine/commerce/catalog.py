@@ -9,26 +9,37 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database, insert_ignore
 from engine.commerce.domain import check_amount, check_country, check_currency, money
 from engine.commerce.ids import new_id
-from engine.commerce.schema import Channel, Customer, Merchant, Product, Stock, Warehouse, utcnow
+from engine.commerce.schema import (
+    Channel,
+    Customer,
+    Merchant,
+    Order,
+    Product,
+    Stock,
+    Warehouse,
+    utcnow,
+)
 from engine.errors import (
     AlreadyExists,
     Conflict,
     CustomerNotFound,
     InvalidQuantity,
     ProductNotFound,
+    UnknownSku,
     ValidationError,
     WarehouseNotFound,
 )
 from engine.events import Event, MessageBus, StockChanged
 
 Clock = Callable[[], datetime]
+MAX_STOREFRONT_SKUS = 100
 Row = TypeVar("Row", Channel, Merchant, Warehouse)
 T = TypeVar("T")
 
@@ -196,6 +207,52 @@ class Catalog:
         if product is None:
             raise ProductNotFound(f"no product {sku}", field="sku")
         return product
+
+    def storefront_products(self, skus: list[str]) -> list[Product]:
+        """The active, visible products among ``skus``, in the order given (duplicates once);
+        an unknown, inactive or hidden SKU is a 422 naming it."""
+        wanted = list(dict.fromkeys(skus))
+        if not 1 <= len(wanted) <= MAX_STOREFRONT_SKUS:
+            raise ValidationError(
+                f"name 1 to {MAX_STOREFRONT_SKUS} skus", field="skus", code="invalid_skus"
+            )
+        with self.db.transaction(readonly=True) as s:
+            found = {
+                p.sku: p
+                for p in s.scalars(
+                    select(Product).where(
+                        Product.sku.in_(wanted), Product.active.is_(True), Product.hidden.is_(False)
+                    )
+                )
+            }
+        missing = [sku for sku in wanted if sku not in found]
+        if missing:
+            raise UnknownSku(f"unknown or unavailable sku: {', '.join(missing[:5])}", field="skus")
+        return [found[sku] for sku in wanted]
+
+    def categories(self) -> list[tuple[str, int]]:
+        """Categories of active, visible products with their product counts, largest first."""
+        stmt = (
+            select(Product.category, func.count())
+            .where(Product.active.is_(True), Product.hidden.is_(False))
+            .group_by(Product.category)
+            .order_by(func.count().desc(), Product.category)
+        )
+        with self.db.transaction(readonly=True) as s:
+            return [(c, int(n)) for c, n in s.execute(stmt)]
+
+    def frequent_customers(self, limit: int = 8) -> list[tuple[Customer, int]]:
+        """The customers with the most orders (then the newest customers)."""
+        orders = func.count(Order.id)
+        stmt = (
+            select(Customer, orders)
+            .outerjoin(Order, Order.customer_id == Customer.id)
+            .group_by(Customer.id)
+            .order_by(orders.desc(), Customer.created_at.desc(), Customer.id)
+            .limit(limit)
+        )
+        with self.db.transaction(readonly=True) as s:
+            return [(c, int(n)) for c, n in s.execute(stmt)]
 
     def list_products(
         self, *, category: str | None = None, limit: int = 50, cursor: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from serving.api import (
     analytics,
@@ -19,6 +20,7 @@ from serving.api import (
 from serving.api.deps import Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
+from serving.web import routes as web
 
 
 def create_app(container: Container) -> FastAPI:
@@ -39,6 +41,15 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(telemetry.router)
     app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
+    web.install(app)
+    if container.settings.cors_origins:  # the widget embedded on the shop's own domain
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=container.settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=3600,
+        )
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
     def healthz(box: Box):

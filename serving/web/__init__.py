@@ -1,0 +1,1 @@
+"""Pages people see: the storefront widget, the demo store, the operations dashboard."""
