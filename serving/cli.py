@@ -349,7 +349,8 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
 
 def _print_hints(url: str, settings: Settings) -> None:
     token = settings.admin_token.get_secret_value()
-    console.print(f"""
+    console.print(
+        f"""
 [bold]Open:[/]
   {url}/demo                       the demo storefront (its widgets are /static/widget.js)
   {url}/dashboard#token={token}   the operations dashboard
@@ -369,7 +370,9 @@ def _print_hints(url: str, settings: Settings) -> None:
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
 Ctrl-C stops everything this command started.
-""")
+""",
+        soft_wrap=True,  # URLs and commands stay whole, whatever the terminal's width
+    )
 
 
 if __name__ == "__main__":
