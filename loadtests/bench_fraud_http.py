@@ -58,6 +58,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
     due: queue.Queue[tuple[int, float] | None] = queue.Queue()
     latencies: list[float] = []
     service: list[float] = []
+    due_at: list[float] = []
     statuses: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
@@ -86,6 +87,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
                     outcomes[outcome] += 1
                 latencies.append(done - at)
                 service.append(done - sent)
+                due_at.append(at)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
@@ -120,7 +122,20 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
         "service_ms": {p: float(np.percentile(svc, q)) for p, q in _PCTS},
         "statuses": dict(statuses),
         "outcomes": dict(outcomes),
+        "timeline": _timeline(np.array(due_at) - start, lat),
     }
+
+
+def _timeline(second: np.ndarray, lat: np.ndarray) -> list[dict[str, float]]:
+    """Per second of the run (by due time): requests, p50, p99 and max latency — a stall
+    shows as a run of seconds, a lone slow request as one."""
+    out = []
+    for s in range(int(second.max()) + 1 if len(second) else 0):
+        x = lat[(second >= s) & (second < s + 1)]
+        if len(x):
+            out.append({"second": s, "requests": len(x), "p50": float(np.percentile(x, 50)),
+                        "p99": float(np.percentile(x, 99)), "max": float(x.max())})  # fmt: skip
+    return out
 
 
 _PCTS = (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
@@ -136,7 +151,7 @@ def main() -> None:
     args = ap.parse_args()
     report = run(args.url, args.rps, args.seconds, args.concurrency)
     report |= {"label": args.label, "url": args.url, "cpus": os.cpu_count()}
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=2))
     out = Path(os.environ.get("CARTWISE_REPORTS", "reports"))
     out.mkdir(parents=True, exist_ok=True)
     name = f"fraud_http{'-' + args.label if args.label else ''}.json"

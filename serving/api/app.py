@@ -11,6 +11,7 @@ from serving.api import (
     crm,
     errors,
     experiments,
+    fastpath,
     features,
     fraud,
     pricing,
@@ -42,6 +43,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(telemetry.router)
     app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
     web.install(app)
+    fastpath.add_body_schemas(app)
     if container.settings.cors_origins:  # the widget embedded on the shop's own domain
         app.add_middleware(
             CORSMiddleware,

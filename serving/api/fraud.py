@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from engine.fraud.decision import Card, Item, ScoreRequest
 from engine.fraud.inputs import INPUTS
-from serving.api.deps import Admin, Box
+from serving.api.deps import Admin, Box, container
+from serving.api.fastpath import json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
 
 router = APIRouter(prefix="/v1/fraud")
@@ -170,16 +171,18 @@ class ListItemsIn(In):
 
 
 # --- checkout -----------------------------------------------------------------------------------
-@router.post("/score", response_model=DecisionOut, tags=["fraud"])
-def score(body: ScoreIn, box: Box, response: Response) -> dict[str, Any]:
+@router.post("/score", response_model=DecisionOut, tags=["fraud"], openapi_extra=json_body(ScoreIn))
+async def score(request: Request) -> Response:
     """Score a payment before charging it: risk score, outcome, reasons, matched rules.
 
     Scoring the same ``transaction_id`` again returns the first decision (header
-    ``Idempotent-Replayed: true``)."""
-    decision = box.fraud.score(body.to_request())
-    if decision.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return decision.public()
+    ``Idempotent-Replayed: true``). On the event loop, body parsed in one step
+    (serving/api/fastpath.py): the decision is ~1 ms of in-memory work and one Redis round
+    trip, less than FastAPI's general path and a hop to a worker thread."""
+    body = parse_body(ScoreIn, await request.body())
+    decision = container(request).fraud.score(body.to_request())
+    headers = {"Idempotent-Replayed": "true"} if decision.replayed else None
+    return json_response(decision.public(), headers)
 
 
 @router.post("/feedback", response_model=FeedbackOut, status_code=201, tags=["fraud"])

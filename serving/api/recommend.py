@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from engine.recommend.widgets import MAX_K, Widget
 from serving.api.deps import Admin, Box
 from serving.api.experiments import ExperimentRef
+from serving.api.fastpath import json_response
 
 router = APIRouter(prefix="/v1")
 K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
@@ -41,7 +42,7 @@ class RecommendationOut(BaseModel):
 @router.get(
     "/recommendations/{customer_id}", response_model=RecommendationOut, tags=["recommendations"]
 )
-def recommendations(
+async def recommendations(
     customer_id: Annotated[str, Path(min_length=1, max_length=128)],
     box: Box,
     k: K = None,
@@ -50,35 +51,42 @@ def recommendations(
     context_sku: Annotated[str | None, Query(max_length=64)] = None,
     session_id: Annotated[str | None, Query(max_length=128)] = None,
     channel: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-) -> dict[str, Any]:
+) -> Response:
     """What this shopper should see in ``widget``: personalized from their history and this
     session's events, filtered (purchased, out of stock, hidden, ``category``), with the
     widget's boosts, promotions, diversity and fallbacks (trending for a new shopper).
-    ``channel`` (a known channel id) is logged with the answer for per-channel analytics."""
+    ``channel`` (a known channel id) is logged with the answer for per-channel analytics.
+
+    On the event loop (one Redis round trip and an in-memory index search, less than a hop
+    to a worker thread), answered by orjson (serving/api/fastpath.py)."""
     box.interactions.channels.check(channel)
-    return box.recs.recommend(
-        customer_id=customer_id,
-        widget=widget,
-        k=k,
-        category=category,
-        context_sku=context_sku,
-        session_id=session_id,
-        channel=channel,
-    ).public()
+    return json_response(
+        box.recs.recommend(
+            customer_id=customer_id,
+            widget=widget,
+            k=k,
+            category=category,
+            context_sku=context_sku,
+            session_id=session_id,
+            channel=channel,
+        ).public()
+    )
 
 
 @router.get("/products/{sku}/similar", response_model=RecommendationOut, tags=["recommendations"])
-def similar(sku: SkuPath, box: Box, k: K = None) -> dict[str, Any]:
+async def similar(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items close to ``sku`` in the model's item space (in stock, not hidden)."""
-    return box.recs.recommend(customer_id=None, widget=SIMILAR, k=k, context_sku=sku).public()
+    rec = box.recs.recommend(customer_id=None, widget=SIMILAR, k=k, context_sku=sku)
+    return json_response(rec.public())
 
 
 @router.get(
     "/products/{sku}/bought-together", response_model=RecommendationOut, tags=["recommendations"]
 )
-def bought_together(sku: SkuPath, box: Box, k: K = None) -> dict[str, Any]:
+async def bought_together(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items bought together with ``sku`` (similar items fill the rest)."""
-    return box.recs.recommend(customer_id=None, widget=TOGETHER, k=k, context_sku=sku).public()
+    rec = box.recs.recommend(customer_id=None, widget=TOGETHER, k=k, context_sku=sku)
+    return json_response(rec.public())
 
 
 # --- admin: widgets ---------------------------------------------------------------------------
