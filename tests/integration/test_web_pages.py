@@ -128,3 +128,36 @@ def test_cors_admits_configured_storefront_origins_only(http: TestClient) -> Non
     other = http.options("/v1/events", headers={"Origin": "https://evil.example", **preflight})
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_fast_path_routes_keep_their_bodies_and_errors_in_the_api(http: TestClient) -> None:
+    spec = http.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, model in (("/v1/fraud/score", "ScoreIn"), ("/v1/prices/quote", "QuoteIn")):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{model}"}
+        for ref in _refs(schemas[model]):  # nested models resolve too (CardIn, ItemIn)
+            assert ref.rsplit("/", 1)[-1] in schemas, ref
+    assert "DecisionOut" in schemas and "QuotesOut" in schemas
+    malformed = http.post("/v1/prices/quote", content=b"{nope", headers={"content-type": "x"})
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "malformed_json"
+    extra = http.post("/v1/prices/quote", json={"skus": ["SKU-00001"], "colour": "red"})
+    assert extra.status_code == 422
+    assert extra.json()["error"]["field"] == "colour"
+    nested = http.post(
+        "/v1/fraud/score",
+        json={"transaction_id": "t", "customer_id": "c", "amount": 5, "currency": "EUR",
+              "card": {"number": "x"}},
+    )  # fmt: skip
+    assert nested.status_code == 422
+    assert nested.json()["error"]["field"] == "card.number"
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
