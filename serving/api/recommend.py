@@ -39,6 +39,12 @@ class RecommendationOut(BaseModel):
     )
 
 
+WidgetName = Annotated[str, Query(max_length=64)]
+Category = Annotated[str | None, Query(max_length=200)]
+ContextSku = Annotated[str | None, Query(max_length=64)]
+Channel = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
 @router.get(
     "/recommendations/{customer_id}", response_model=RecommendationOut, tags=["recommendations"]
 )
@@ -46,11 +52,11 @@ async def recommendations(
     customer_id: Annotated[str, Path(min_length=1, max_length=128)],
     box: Box,
     k: K = None,
-    widget: Annotated[str, Query(max_length=64)] = "home",
-    category: Annotated[str | None, Query(max_length=200)] = None,
-    context_sku: Annotated[str | None, Query(max_length=64)] = None,
+    widget: WidgetName = "home",
+    category: Category = None,
+    context_sku: ContextSku = None,
     session_id: Annotated[str | None, Query(max_length=128)] = None,
-    channel: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    channel: Channel = None,
 ) -> Response:
     """What this shopper should see in ``widget``: personalized from their history and this
     session's events, filtered (purchased, out of stock, hidden, ``category``), with the
@@ -59,18 +65,46 @@ async def recommendations(
 
     On the event loop (one Redis round trip and an in-memory index search, less than a hop
     to a worker thread), answered by orjson (serving/api/fastpath.py)."""
+    return _recommend(box, customer_id, session_id, widget, k, category, context_sku, channel)
+
+
+@router.get("/recommendations", response_model=RecommendationOut, tags=["recommendations"])
+async def anonymous_recommendations(
+    box: Box,
+    session_id: Annotated[str, Query(min_length=1, max_length=128)],
+    k: K = None,
+    widget: WidgetName = "home",
+    category: Category = None,
+    context_sku: ContextSku = None,
+    channel: Channel = None,
+) -> Response:
+    """The same for a shopper who has not signed in: from this session's events alone
+    (trending until it has some). A running experiment assigns the session; no exposure is
+    logged, as exposures are joined with orders, which name a customer."""
+    return _recommend(box, None, session_id, widget, k, category, context_sku, channel)
+
+
+def _recommend(
+    box: Box,
+    customer_id: str | None,
+    session_id: str | None,
+    widget: str,
+    k: int | None,
+    category: str | None,
+    context_sku: str | None,
+    channel: str | None,
+) -> Response:
     box.interactions.channels.check(channel)
-    return json_response(
-        box.recs.recommend(
-            customer_id=customer_id,
-            widget=widget,
-            k=k,
-            category=category,
-            context_sku=context_sku,
-            session_id=session_id,
-            channel=channel,
-        ).public()
+    rec = box.recs.recommend(
+        customer_id=customer_id,
+        widget=widget,
+        k=k,
+        category=category,
+        context_sku=context_sku,
+        session_id=session_id,
+        channel=channel,
     )
+    return json_response(rec.public())
 
 
 @router.get("/products/{sku}/similar", response_model=RecommendationOut, tags=["recommendations"])

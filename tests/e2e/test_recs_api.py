@@ -72,6 +72,25 @@ def test_cold_start_then_personalized_after_a_few_views(http: httpx.Client) -> N
     assert shown.count(category) >= 2
 
 
+def test_anonymous_shopper_by_session_alone(http: httpx.Client) -> None:
+    catalogue = _catalogue(http)
+    category = Counter(catalogue.values()).most_common(1)[0][0]
+    session = f"s-anon-{uuid.uuid4().hex[:8]}"
+    cold = http.get("/v1/recommendations", params={"session_id": session, "k": 4})
+    assert cold.status_code == 200, cold.text
+    assert {i["reason"] for i in cold.json()["items"]} == {"trending"}
+    viewed = [s for s, c in catalogue.items() if c == category][:3]
+    events = [
+        {k: v for k, v in e.items() if k != "customer_id"} for e in _views("", session, viewed)
+    ]
+    assert http.post("/v1/events", json=events).json()["accepted"] == 3
+    warm = http.get("/v1/recommendations", params={"session_id": session, "k": 6}).json()
+    assert warm["items"][0]["reason"] == "personalized", warm
+    missing = http.get("/v1/recommendations", params={"k": 4})
+    assert missing.status_code == 422
+    assert missing.json()["error"]["field"] == "session_id"
+
+
 def test_item_to_item_and_filters(http: httpx.Client, admin: dict[str, str]) -> None:
     catalogue = _catalogue(http)
     sku = next(iter(catalogue))

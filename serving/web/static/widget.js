@@ -134,8 +134,8 @@
   function render(node) {
     var widget = node.dataset.cartwiseWidget;
     node.dataset.cartwiseState = "loading";
-    var who = customer || session;
-    var path = "/v1/recommendations/" + encodeURIComponent(who) + query({
+    // a signed-in customer by id; an anonymous shopper by this session alone
+    var path = "/v1/recommendations" + (customer ? "/" + encodeURIComponent(customer) : "") + query({
       widget: widget,
       k: node.dataset.k,
       category: node.dataset.category,
