@@ -155,6 +155,9 @@
   }
 
   function drawSegments(seg) {
+    if (!seg.computed_at) {
+      return empty($("chart-segments"), "not computed yet (cartwise customers segments)");
+    }
     var rows = seg.segments || [];
     hbars($("chart-segments"), rows.map(function (r) { return r.segment; }),
       rows.map(function (r) { return r.customers; }));
