@@ -157,6 +157,9 @@ class FraudConfig:
         for name in required:
             if not data.get(name):
                 raise ValidationError(f"{name} is required", field=name)
+        for name in ("name", "expression", "action", "priority", "mode"):
+            if name in data and data[name] is None:  # a PATCH may only clear the description
+                raise ValidationError(f"{name} cannot be null", field=name)
         if "action" in data and data["action"] not in ACTIONS:
             raise ValidationError(f"action must be one of {', '.join(ACTIONS)}", field="action")
         if "mode" in data and data["mode"] not in MODES:

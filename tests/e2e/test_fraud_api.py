@@ -124,6 +124,10 @@ def test_rules_and_lists_through_the_admin_api(http: httpx.Client, admin: dict[s
 
     in_use = http.delete(f"/v1/fraud/lists/{name}", headers=admin)
     assert in_use.status_code == 409 and in_use.json()["error"]["code"] == "list_in_use"
+    for field in ("priority", "name", "expression", "mode"):  # found by schemathesis: a 500
+        cleared = http.patch(f"/v1/fraud/rules/{rule_id}", headers=admin, json={field: None})
+        assert cleared.status_code == 422, cleared.text
+        assert cleared.json()["error"]["field"] == field
     shadow = http.patch(f"/v1/fraud/rules/{rule_id}", headers=admin, json={"mode": "shadow"})
     assert shadow.json()["mode"] == "shadow"
     d = http.post("/v1/fraud/score", json=_payment(email=body["email"])).json()
