@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.commerce.db import Database, insert_ignore
+from engine.commerce.db import Database, ignore_conflicts
 from engine.commerce.schema import Channel, Interaction, Product, utcnow
 from engine.errors import ValidationError
 from engine.events import InteractionInfo, InteractionsRecorded, MessageBus
@@ -70,6 +70,11 @@ class Interactions:
         self.bus = bus
         self.clock = clock
         self.channels = KnownChannels(db)
+        # one statement executed with many rows: compiled once and cached, where a statement
+        # carrying its rows (.values(rows)) was compiled afresh on every call (~1.5 ms)
+        self._insert = ignore_conflicts(db.dialect, Interaction, ["event_id"]).returning(
+            Interaction.event_id
+        )
 
     def record(self, events: Sequence[InteractionRequest]) -> Recorded:
         """Store new events (all or none); a known ``event_id`` counts as a duplicate."""
@@ -102,7 +107,7 @@ class Interactions:
                     code="unknown_sku",
                 )
             rows = [_row(ev) for ev in unique.values()]
-            inserted = set(s.scalars(_insert_new(self.db.dialect, rows)).all()) if rows else set()
+            inserted = set(s.connection().execute(self._insert, rows).scalars()) if rows else set()
         accepted = tuple(
             InteractionInfo(
                 ev.event_id,
@@ -180,8 +185,3 @@ def _row(ev: InteractionRequest) -> dict[str, Any]:
         "ts": ev.timestamp,
         "channel_id": ev.channel,
     }
-
-
-def _insert_new(dialect: str, rows: list[dict[str, Any]]) -> Any:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id."""
-    return insert_ignore(dialect, Interaction, rows, ["event_id"]).returning(Interaction.event_id)
