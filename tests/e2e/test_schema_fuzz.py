@@ -45,6 +45,7 @@ def test_no_operation_answers_a_server_error(api_url: str, tmp_path: Path) -> No
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # its cache (.schemathesis/) stays out of the checkout
         capture_output=True,
         text=True,
         timeout=600,
