@@ -19,17 +19,11 @@ from sqlalchemy import and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from engine.analytics.period import Period, sql_day
-from engine.commerce.domain import OrderStatus
+from engine.commerce.domain import BOUGHT, OrderStatus
 from engine.commerce.schema import Interaction, Order
 from engine.pricing.schema import FxRate
 
-COUNTED = (
-    OrderStatus.PLACED,
-    OrderStatus.PAID,
-    OrderStatus.FULFILLED,
-    OrderStatus.SHIPPED,
-    OrderStatus.DELIVERED,
-)
+COUNTED = BOUGHT | {OrderStatus.PLACED}  # placed and not (yet) cancelled: sold
 
 
 @dataclass
@@ -62,7 +56,7 @@ def within(column: Any, period: Period) -> Any:
 
 
 def counted_orders(period: Period, channel: str | None) -> list[Any]:
-    where = [within(Order.created_at, period), Order.status.in_([s.value for s in COUNTED])]
+    where = [within(Order.created_at, period), Order.status.in_(sorted(COUNTED))]
     if channel is not None:
         where.append(Order.channel_id == channel)
     return where

@@ -92,6 +92,13 @@ class OrderStatus(enum.StrEnum):
     REFUNDED = "refunded"
 
 
+# Orders the customer really bought: paid and on. A placed order may still fail payment; a
+# cancelled or refunded one was not bought (segments and experiment results count these).
+BOUGHT: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.SHIPPED, OrderStatus.DELIVERED}
+)
+
+
 class OrderAction(enum.StrEnum):
     PAY = "pay"
     FULFIL = "fulfil"

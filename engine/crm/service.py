@@ -25,7 +25,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
-from engine.commerce.domain import OrderStatus, money
+from engine.commerce.domain import BOUGHT, money
 from engine.commerce.schema import Customer, Order
 from engine.crm import rfm
 from engine.crm.profiles import RFM_ATTRIBUTE, CustomerSegments
@@ -33,7 +33,6 @@ from engine.crm.schema import CustomerSegment
 from engine.errors import ValidationError
 from engine.pricing.schema import FxRate
 
-BOUGHT = (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
 DEFAULT_LOOKBACK_DAYS = 365
 MAX_LOOKBACK_DAYS = 3650
 MAX_HIGH_VALUE = 500
@@ -124,7 +123,7 @@ class CustomerSegmentation:
             )
             .outerjoin(FxRate, FxRate.currency == Order.currency)
             .where(
-                Order.status.in_([str(b) for b in BOUGHT]),
+                Order.status.in_(sorted(BOUGHT)),
                 Order.created_at > as_of - timedelta(days=lookback_days),
                 Order.created_at <= as_of,
             )

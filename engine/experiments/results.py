@@ -22,18 +22,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Float, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from engine.commerce.domain import OrderStatus, money
+from engine.commerce.domain import BOUGHT, money
 from engine.commerce.schema import Order
 from engine.experiments import stats
 from engine.experiments.schema import ExperimentExposure
 
 if TYPE_CHECKING:
     from engine.experiments.service import Experiment
-
-BOUGHT: frozenset[str] = frozenset(
-    s.value
-    for s in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
-)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from sqlalchemy import func, insert, select
 
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
+from engine.commerce.domain import BOUGHT
 from engine.commerce.schema import Customer, Order
 from engine.crm import service as crm_service
 from engine.crm.profiles import CustomerSegments
 from engine.crm.schema import CustomerSegment
-from engine.crm.service import BOUGHT, CustomerSegmentation
+from engine.crm.service import CustomerSegmentation
 from engine.errors import ValidationError
 from engine.events import MessageBus
 from engine.pricing.config import PricingConfig
