@@ -55,7 +55,7 @@ class Container:
     telemetry: LatencyRecorder
     latency: LatencyReader
     experiments: Experiments
-    analytics: Analytics = field(init=False)
+    analytics: Analytics
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -89,26 +89,29 @@ def bootstrap(
     segments = CustomerSegments(db)  # shared: pricing discounts and widget audiences
     experiments = Experiments(db)  # A/B tests over widgets, the recommender and price rules
     widgets = WidgetStore(db)
+    interactions = Interactions(db, bus)
+    decisions = DecisionLog(db)
+    rec_log = RecommendationLog(db)
     container = Container(
         settings=settings,
         db=db,
         bus=bus,
         catalog=Catalog(db, bus),
         orders=Orders(db, bus),
-        interactions=Interactions(db, bus),
+        interactions=interactions,
         features=features,
         ingestor=ingestor,
         fraud=FraudService(
             TransactionFeatures(features),
             FraudConfig(db),
-            DecisionLog(db),
+            decisions,
             model=load_fraud_model(settings) if load_models else None,
         ),
         recs=Recommender(
             ShopperReader(features),
             CatalogCache(db),
             widgets,
-            RecommendationLog(db),
+            rec_log,
             model=load_rec_model(settings) if load_models else None,
             segments=segments,
             trials=RecTrials(
@@ -130,12 +133,12 @@ def bootstrap(
         telemetry=LatencyRecorder(bulk_client),
         latency=LatencyReader(bulk_client),
         experiments=experiments,
-    )
-    container.analytics = Analytics(
-        db,
-        container.interactions.channels,
-        base_currency=settings.base_currency,
-        flush=(container.fraud.decisions.flush, container.recs.log.flush),
+        analytics=Analytics(  # reads what the decision and recommendation logs wrote behind
+            db,
+            interactions.channels,
+            base_currency=settings.base_currency,
+            flush=(decisions.flush, rec_log.flush),
+        ),
     )
     if migrate:
         container.recs.widgets.seed_defaults()
