@@ -36,9 +36,15 @@ def parse_body(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        ) from None
+        raise body_errors(exc) from None
+
+
+def body_errors(exc: ValidationError, *within: str | int) -> RequestValidationError:
+    """A model's validation errors as the request's (``body.<within>.<field>``), so the
+    error handler names the field as it does for FastAPI's own parsing."""
+    return RequestValidationError(
+        [{**e, "loc": ("body", *within, *e["loc"])} for e in exc.errors()]
+    )
 
 
 def json_response(content: Any, headers: dict[str, str] | None = None) -> Response:

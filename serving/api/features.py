@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationErr
 from engine.commerce.interactions import MAX_BATCH, InteractionRequest
 from features.definitions import Entity
 from serving.api.deps import Admin, Box
+from serving.api.fastpath import body_errors
 from serving.api.schemas import In
 
 router = APIRouter(prefix="/v1")
@@ -82,9 +83,7 @@ def _parse_events(raw: Any) -> list[EventIn]:
     try:
         return _BATCH.validate_python(payload)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", "events", *e["loc"])} for e in exc.errors()]
-        ) from None
+        raise body_errors(exc, "events") from None
 
 
 @router.post(

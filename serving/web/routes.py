@@ -98,9 +98,8 @@ def _shopper(box: Box, customer: str | None) -> dict[str, Any]:
     return {"customer": customer, "customers": ids, "channels": channels}
 
 
-def _channel(channels: list[str], channel: str | None) -> str | None:
-    if channel is not None and channel not in channels:
-        raise ValidationError(f"unknown channel {channel}", field="channel", code="unknown_channel")
+def _channel(box: Box, channels: list[str], channel: str | None) -> str | None:
+    box.interactions.channels.check(channel)  # 422 unknown_channel, as events and widgets
     return channel or (channels[0] if channels else None)
 
 
@@ -117,7 +116,7 @@ def demo(
     category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     shopper = _shopper(box, customer)
-    channel = _channel(shopper["channels"], channel)
+    channel = _channel(box, shopper["channels"], channel)
     categories = box.catalog.categories()
     category = category or (categories[0][0] if categories else None)
     page = box.catalog.list_products(category=category, limit=DEMO_PRODUCTS)
@@ -146,7 +145,7 @@ def demo_product(
     channel: DemoChannel = None,
 ) -> HTMLResponse:
     shopper = _shopper(box, customer)
-    channel = _channel(shopper["channels"], channel)
+    channel = _channel(box, shopper["channels"], channel)
     named = None if shopper["customer"] == "anonymous" else shopper["customer"]
     (card,) = product_cards(box, [sku], named, channel)
     return templates.TemplateResponse(
