@@ -3,7 +3,8 @@
 ``decide`` reads every feature of an event's entities and records the event in one round trip;
 ``read`` only reads; ``record`` ingests a batch (pre-aggregated per key, ``features/batch.py``);
 ``record_labels`` applies fraud labels.  When the backend is unreachable or slow, reads return
-defaults flagged ``degraded`` and nothing raises into the caller.
+defaults flagged ``degraded`` and nothing raises into the caller; the writes it did not take wait
+in a bounded backlog and are replayed, in order, once it answers (``features/backlog.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from features.backends import Backend, BackendUnavailable
+from features.backlog import Backlog, BacklogStatus, Batch, Item, Kind, StockRow, Unavailable
 from features.definitions import (
     Entity,
     FeatureEvent,
@@ -37,27 +39,43 @@ class FeatureRead:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """``accepted`` + ``duplicates`` writes were applied now; ``deferred`` wait in the backlog
+    (``degraded``)."""
+
     accepted: int
     duplicates: int
     degraded: bool = False
+    deferred: int = 0
 
 
 class FeatureStore:
     def __init__(
-        self, backend: Backend, *, bulk: Backend | None = None, batch_size: int = 500
+        self,
+        backend: Backend,
+        *,
+        bulk: Backend | None = None,
+        batch_size: int = 500,
+        backlog_capacity: int = 100_000,
     ) -> None:
         """``backend`` serves decisions (short timeouts); ``bulk`` takes batch writes and may
-        wait longer (defaults to ``backend``)."""
+        wait longer (defaults to ``backend``).  Up to ``backlog_capacity`` writes are kept
+        while the store is unreachable (0: none, they are lost)."""
         self.backend = backend
         self.bulk = bulk or backend
         self.batch_size = batch_size
+        self.backlog = Backlog(self._replay, self.bulk.ping, capacity=backlog_capacity)
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, event: FeatureEvent, *, record: bool = True) -> FeatureRead:
         """Features of the event's entities as of ``event.ts`` (before the event), and the
-        event recorded (once per ``event_id``) — one round trip."""
-        plan = plan_event(event, read=True, record=record)
-        return self._read_plan(plan)
+        event recorded (once per ``event_id``) — one round trip.  While a backlog is pending
+        the event joins it (and only the reads go out), so it is not applied before older
+        writes."""
+        queued = record and self.backlog.pending()
+        read = self._read_plan(plan_event(event, read=True, record=record and not queued))
+        if queued or (record and read.degraded):
+            self.backlog.add("events", [event])
+        return read
 
     def read(
         self,
@@ -89,14 +107,39 @@ class FeatureStore:
         the batch path on the bulk connection: ``batch_size`` events at a time, their ids
         claimed first, their writes pre-aggregated per key (``features/batch.py``); Redis ends
         in the same state either way."""
+        if self.backlog.pending():
+            return self._defer("events", events, 0, 0)
+        result = self._record_now(events, fast=fast)
+        if result.degraded:
+            return self._defer("events", events, result.accepted, result.duplicates)
+        return result
+
+    def record_labels(self, labels: Sequence[LabelEvent], *, fast: bool = False) -> IngestResult:
+        if self.backlog.pending():
+            return self._defer("labels", labels, 0, 0)
+        result = self._labels_now(labels, fast=fast)
+        if result.degraded:
+            return self._defer("labels", labels, result.accepted, result.duplicates)
+        return result
+
+    def _record_now(self, events: Sequence[FeatureEvent], *, fast: bool) -> IngestResult:
         if fast:
             plans = [plan_event(e, read=False, record=True) for e in events]
             return self._write_plans(plans, self.backend)
         return _tally(self.bulk.ingest(events, self.batch_size), len(events))
 
-    def record_labels(self, labels: Sequence[LabelEvent], *, fast: bool = False) -> IngestResult:
+    def _labels_now(self, labels: Sequence[LabelEvent], *, fast: bool) -> IngestResult:
         plans = [plan_label(label) for label in labels]
         return self._write_plans(plans, self.backend if fast else self.bulk)
+
+    def _defer(
+        self, kind: Kind, items: Sequence[Item], accepted: int, duplicates: int
+    ) -> IngestResult:
+        """What was not applied (everything after the first ``accepted + duplicates``, which
+        the store took in order) joins the backlog."""
+        rest = items[accepted + duplicates :]
+        self.backlog.add(kind, rest)
+        return IngestResult(accepted, duplicates, degraded=True, deferred=len(rest))
 
     def _write_plans(self, plans: list[Plan], backend: Backend) -> IngestResult:
         def counts() -> Iterator[tuple[int, int]]:
@@ -107,16 +150,49 @@ class FeatureStore:
         return _tally(counts(), len(plans))
 
     # --- stock mirror --------------------------------------------------------------------------
-    def set_stock(self, entries: Sequence[tuple[str, str, int]], *, fast: bool = False) -> bool:
-        """(sku, warehouse, available units) per row; False when the store is unreachable."""
+    def set_stock(self, entries: Sequence[StockRow], *, fast: bool = False) -> bool:
+        """(sku, warehouse, available units) per row; False when the store is unreachable (the
+        rows not written wait in the backlog)."""
+        if self.backlog.pending():
+            self.backlog.add("stock", entries)
+            return False
+        done = self._stock_now(entries, fast=fast)
+        if done < len(entries):
+            self.backlog.add("stock", entries[done:])
+            return False
+        return True
+
+    def _stock_now(self, entries: Sequence[StockRow], *, fast: bool) -> int:
+        """How many rows were written (all, unless the store became unreachable)."""
         backend = self.backend if fast else self.bulk
+        done = 0
         try:
             for i in range(0, len(entries), self.batch_size):
                 backend.set_stock(entries[i : i + self.batch_size])
+                done = min(i + self.batch_size, len(entries))
         except BackendUnavailable as exc:
             log.warning("stock mirror not updated: %s", exc)
-            return False
-        return True
+        return done
+
+    # --- the backlog ---------------------------------------------------------------------------
+    def _replay(self, batch: Batch) -> None:
+        """Apply one backlog batch on the bulk connection; raise ``Unavailable`` with how many
+        of its items were applied when the store fails again."""
+        if batch.kind == "stock":
+            rows: list[StockRow] = batch.items  # type: ignore[assignment]
+            done = self._stock_now(rows, fast=False)
+            if done < len(rows):
+                raise Unavailable(done)
+            return
+        if batch.kind == "events":
+            result = self._record_now(batch.items, fast=False)  # type: ignore[arg-type]
+        else:
+            result = self._labels_now(batch.items, fast=False)  # type: ignore[arg-type]
+        if result.degraded:
+            raise Unavailable(result.accepted + result.duplicates)
+
+    def backlog_status(self) -> BacklogStatus:
+        return self.backlog.status()
 
     def available(self, skus: Sequence[str]) -> tuple[dict[str, int], bool]:
         """Available units per SKU from the mirror (missing: unknown), and a degraded flag."""
@@ -158,6 +234,7 @@ class FeatureStore:
         return self.bulk.clear()
 
     def close(self) -> None:
+        self.backlog.close()
         self.backend.close()
         if self.bulk is not self.backend:
             self.bulk.close()

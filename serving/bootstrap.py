@@ -83,6 +83,7 @@ def bootstrap(
     features = FeatureStore(
         RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms)),
         bulk=RedisBackend(bulk_client),
+        backlog_capacity=settings.feature_backlog,
     )
     ingestor = FeatureIngestor(features)
     ingestor.subscribe(bus)

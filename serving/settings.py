@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     redis_bulk_timeout_ms: int = Field(
         2000, ge=1, description="Socket timeout of batch writes (ingestion, rebuild)."
     )
+    feature_backlog: int = Field(
+        100_000,
+        ge=0,
+        description="Online-store writes kept per process while Redis is unreachable, replayed "
+        "when it answers (0: none kept).",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
     admin_token: SecretStr = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -57,10 +59,12 @@ def create_app(container: Container) -> FastAPI:
     def healthz(box: Box):
         db_ok = box.db.ping()
         redis_ok = box.features.ping()
+        backlog = box.features.backlog_status()
         return {
-            "status": "ok" if db_ok and redis_ok else "degraded",
+            "status": "ok" if db_ok and redis_ok and not backlog.pending else "degraded",
             "database": db_ok,
             "redis": redis_ok,
+            "feature_backlog": asdict(backlog),
             "versions": box.versions,
         }
 

@@ -279,8 +279,15 @@ class ChargebackOut(Out):
     filed_at: datetime
 
 
+class BacklogOut(BaseModel):
+    pending: int = Field(description="Online-store writes waiting for Redis to answer.")
+    dropped: int = Field(description="Writes dropped because the backlog was full.")
+    replayed: int = Field(description="Writes replayed after Redis came back.")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     redis: bool
+    feature_backlog: BacklogOut
     versions: dict[str, str]

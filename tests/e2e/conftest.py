@@ -32,14 +32,14 @@ def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Pa
     return Settings(
         data_dir=data_dir,
         fraud_model=str(fraud_model_dir),
-        recs_model=str(_seeded_store_and_recommender(data_dir)),
+        recs_model=str(seeded_store_and_recommender(data_dir)),
         redis_url=os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
         http_port=_free_port(),
         admin_token=ADMIN_TOKEN,
     )
 
 
-def _seeded_store_and_recommender(data_dir: Path) -> Path:
+def seeded_store_and_recommender(data_dir: Path) -> Path:
     """A small demo store in the app's own database, and a recommender trained on it (so the
     model's SKUs are the catalogue's)."""
     from engine.commerce.db import Database

@@ -1,0 +1,231 @@
+"""Redis fails mid-stream: writes wait in the backlog and are replayed, in order, when it returns.
+
+Two Redis servers of the test's own (never the shared one): one is stopped and restarted in the
+middle of a stream of decisions, storefront events, labels and stock levels; the other takes the
+same calls without a fault.  Afterwards both hold the same keys with the same contents.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from features.backends import RedisBackend
+from features.connection import connect
+from features.definitions import Entity, FeatureEvent, LabelEvent, Source
+from features.store import FeatureStore
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.integration
+T0 = 1_700_000_000.0
+
+
+def _store(url: str, capacity: int = 100_000) -> FeatureStore:
+    return FeatureStore(
+        RedisBackend(connect(url, timeout_ms=20)),
+        bulk=RedisBackend(connect(url, timeout_ms=2000)),
+        batch_size=50,
+        backlog_capacity=capacity,
+    )
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    with RedisServer(tmp_path / "faulty") as faulty, RedisServer(tmp_path / "steady") as steady:
+        yield faulty, steady
+
+
+def _stream(seed: int, start: float, n: int) -> Iterator[tuple[str, object]]:
+    """Calls as the services make them: decisions on payments (one at a time), batches of
+    storefront events, fraud labels, stock levels."""
+    rng = random.Random(seed)
+    customers = [f"c{i}" for i in range(8)]
+    skus = [f"S{i}" for i in range(12)]
+    for i in range(n):
+        ts = start + i * 7.0
+        roll = rng.random()
+        if roll < 0.4:
+            customer = rng.choice(customers)
+            yield (
+                "decide",
+                FeatureEvent(
+                    f"txn:{seed}-{i}",
+                    Source.TRANSACTION,
+                    "payment",
+                    ts,
+                    {
+                        Entity.CUSTOMER: customer,
+                        Entity.MERCHANT: f"m{rng.randrange(3)}",
+                        Entity.CARD: f"card-{customer}",
+                        Entity.IP: f"10.0.0.{rng.randrange(5)}",
+                    },
+                    {"amount": rng.randrange(100, 50_000)},
+                    {"shipping_country": rng.choice(["DE", "FR", "US"])},
+                ),
+            )
+        elif roll < 0.8:
+            batch = []
+            for j in range(rng.randrange(1, 6)):
+                sku = rng.choice(skus)
+                batch.append(
+                    FeatureEvent(
+                        f"ev:{seed}-{i}-{j}",
+                        Source.INTERACTION,
+                        rng.choice(["view", "add_to_cart", "purchase"]),
+                        ts + j,
+                        {
+                            Entity.CUSTOMER: rng.choice(customers),
+                            Entity.SESSION: f"s{rng.randrange(4)}",
+                            Entity.SKU: sku,
+                            Entity.CATEGORY: f"cat{int(sku[1:]) % 3}",
+                        },
+                        {"qty": 1},
+                        {"sku": sku},
+                    )
+                )
+            yield ("record", batch)
+        elif roll < 0.9:
+            customer = rng.choice(customers)
+            yield (
+                "label",
+                LabelEvent(
+                    f"lbl:{seed}-{i}",
+                    ts - 86_400 * rng.randrange(1, 20),
+                    ts,
+                    {Entity.CUSTOMER: customer, Entity.MERCHANT: f"m{rng.randrange(3)}"},
+                ),
+            )
+        else:
+            yield ("stock", [(rng.choice(skus), f"w{rng.randrange(2)}", rng.randrange(0, 40))])
+
+
+def _apply(store: FeatureStore, call: tuple[str, object]) -> bool:
+    """Make the call; True when the store reported itself degraded."""
+    kind, payload = call
+    if kind == "decide":
+        return store.decide(payload).degraded  # type: ignore[arg-type]
+    if kind == "record":
+        return store.record(payload).degraded  # type: ignore[arg-type]
+    if kind == "label":
+        return store.record_labels([payload], fast=True).degraded  # type: ignore[list-item]
+    return not store.set_stock(payload, fast=True)  # type: ignore[arg-type]
+
+
+def _contents(client: redis.Redis) -> dict[bytes, object]:
+    """Every key's logical contents (HyperLogLogs by their count; TTLs as present or not)."""
+    out: dict[bytes, object] = {}
+    for key in sorted(client.scan_iter(count=1000)):
+        kind = client.type(key)
+        ttl = client.ttl(key) > 0
+        if kind == b"hash":
+            out[key] = (ttl, client.hgetall(key))
+        elif kind == b"zset":
+            out[key] = (ttl, client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"set":
+            out[key] = (ttl, client.smembers(key))
+        elif kind == b"string":
+            raw = client.get(key)
+            value = client.pfcount(key) if raw and raw.startswith(b"HYLL") else raw
+            out[key] = (ttl, value)
+        else:
+            out[key] = (ttl, kind)
+    return out
+
+
+def _cw(contents: dict[bytes, object]) -> dict[bytes, object]:
+    return {k: v for k, v in contents.items() if k.startswith(b"cw:")}
+
+
+def test_writes_during_an_outage_are_replayed_and_the_store_ends_equal(
+    servers: tuple[RedisServer, RedisServer],
+) -> None:
+    faulty, steady = servers
+    a, b = _store(faulty.url), _store(steady.url)
+    try:
+        for call in _stream(1, T0, 120):
+            assert not _apply(a, call) and not _apply(b, call)
+
+        faulty.stop()
+        degraded = 0
+        outage = list(_stream(2, T0 + 2000, 150))
+        for call in outage:
+            started = time.perf_counter()
+            degraded += _apply(a, call)
+            assert time.perf_counter() - started < 0.5  # fails fast, never stalls the caller
+            assert not _apply(b, call)
+        assert degraded == len(outage)  # every call during the outage said so
+        status = a.backlog_status()
+        assert status.pending > 0 and status.dropped == 0
+
+        faulty.start()  # the same port and append-only file: its data is back
+        assert a.backlog.wait_empty(20), a.backlog_status()
+        after = a.backlog_status()
+        assert after.pending == 0 and after.dropped == 0 and after.replayed == status.pending
+
+        for call in _stream(3, T0 + 4000, 60):  # and writes go straight through again
+            assert not _apply(a, call) and not _apply(b, call)
+        got, want = _cw(_contents(faulty.client())), _cw(_contents(steady.client()))
+        assert len(want) > 100
+        assert got.keys() == want.keys()
+        assert got == want
+    finally:
+        a.close()
+        b.close()
+
+
+def test_redis_flapping_during_the_replay_loses_nothing(
+    servers: tuple[RedisServer, RedisServer],
+) -> None:
+    faulty, steady = servers
+    a, b = _store(faulty.url), _store(steady.url)
+    try:
+        faulty.stop()
+        for n, seed in enumerate((4, 5, 6)):
+            for call in _stream(seed, T0 + n * 3000, 80):
+                _apply(a, call)
+                assert not _apply(b, call)
+            faulty.start()
+            time.sleep(0.05)  # the replay starts, then the server goes away again
+            if n < 2:
+                faulty.stop()
+        assert a.backlog.wait_empty(20), a.backlog_status()
+        assert a.backlog_status().dropped == 0
+        assert _cw(_contents(faulty.client())) == _cw(_contents(steady.client()))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_full_backlog_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "r") as server:
+        store = _store(server.url, capacity=30)
+        try:
+            server.stop()
+            events = [
+                FeatureEvent(
+                    f"v{i}",
+                    Source.INTERACTION,
+                    "view",
+                    T0 + i,
+                    {Entity.SKU: "S1"},
+                    {"qty": 1},
+                    {"sku": "S1"},
+                )
+                for i in range(50)
+            ]
+            for e in events:
+                assert store.record([e]).deferred == 1
+            assert store.backlog_status().pending == 30
+            assert store.backlog_status().dropped == 20
+            server.start()
+            assert store.backlog.wait_empty(20)
+            # only the 30 newest views reached the store
+            views = store.inspect(Entity.SKU, "S1", now=T0 + 100)["views"]
+            assert views["sku_activity"]["features"]["sku_activity.views_1d"] == 30.0  # type: ignore[index]
+        finally:
+            store.close()
