@@ -6,7 +6,13 @@ Request i is due at ``start + i / rps`` whether or not earlier ones have answere
 latency counts from that due time (no coordinated omission: a stalled server shows up as
 latency, not as a lower request rate).  Payments come from a pool of customers, cards and
 merchants, so the feature store sees repeat entities.  Prints achieved rate, latency
-percentiles, outcomes and errors, and writes reports/fraud_http[-label].json.  Talks HTTP only.
+percentiles (all requests, and answered 200 / refused 503 apart: past capacity the server sheds
+load), outcomes and errors, and writes reports/fraud_http[-label].json.  Talks HTTP only.
+
+Overload (the admitted requests' p99 at twice the sustainable rate):
+
+    python -m loadtests.bench_fraud_http --rps 300 --seconds 30 --label nominal
+    python -m loadtests.bench_fraud_http --rps 600 --seconds 30 --label overload
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ def payment(rng: random.Random, tag: str, i: int) -> dict[str, object]:
     }
 
 
-def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, object]:
+def run(
+    url: str, rps: float, seconds: float, concurrency: int, token: str = ""
+) -> dict[str, object]:
     """A dispatcher releases request i at ``start + i / rps``; ``concurrency`` threads with
     keep-alive ``http.client`` connections (far lighter on the CPU than an async client, which
     matters when the load generator shares the server's two cores) send them."""
@@ -59,13 +67,16 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
     latencies: list[float] = []
     service: list[float] = []
     due_at: list[float] = []
+    status_of: list[str] = []
     statuses: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
 
     def worker() -> None:
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        headers = {"Content-Type": "application/json"}
         while (job := due.get()) is not None:
             i, at = job
             sent = time.perf_counter()
@@ -88,6 +99,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
                 latencies.append(done - at)
                 service.append(done - sent)
                 due_at.append(at)
+                status_of.append(status)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
@@ -95,7 +107,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
     warm = [json.dumps(payment(rng, tag + "w", i)).encode() for i in range(50)]
     for body in warm:  # warm the replica (model, connections) outside the measurement
         c = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        c.request("POST", "/v1/fraud/score", body, {"Content-Type": "application/json"})
+        c.request("POST", "/v1/fraud/score", body, headers)
         c.getresponse().read()
         c.close()
     start = time.perf_counter()
@@ -112,6 +124,12 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
     wall = time.perf_counter() - start
     lat = np.array(latencies) * 1e3
     svc = np.array(service) * 1e3
+    codes = np.array(status_of)
+    by_status = {
+        code: {p: float(np.percentile(lat[codes == code], q)) for p, q in _PCTS}
+        for code in ("200", "503")
+        if (codes == code).any()
+    }
     return {
         "target_rps": rps,
         "achieved_rps": total / wall,
@@ -121,6 +139,8 @@ def run(url: str, rps: float, seconds: float, concurrency: int) -> dict[str, obj
         "latency_ms": {p: float(np.percentile(lat, q)) for p, q in _PCTS},
         "service_ms": {p: float(np.percentile(svc, q)) for p, q in _PCTS},
         "statuses": dict(statuses),
+        "shed_share": float((codes == "503").mean()) if len(codes) else 0.0,
+        "latency_ms_by_status": by_status,
         "outcomes": dict(outcomes),
         "timeline": _timeline(np.array(due_at) - start, lat),
     }
@@ -148,8 +168,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--concurrency", type=int, default=32, help="client threads (connections)")
     ap.add_argument("--label", default="")
+    ap.add_argument(
+        "--token",
+        default=os.environ.get("CARTWISE_API_KEY", os.environ.get("CARTWISE_ADMIN_TOKEN", "")),
+        help="bearer credential sent with every request",
+    )
     args = ap.parse_args()
-    report = run(args.url, args.rps, args.seconds, args.concurrency)
+    report = run(args.url, args.rps, args.seconds, args.concurrency, args.token)
     report |= {"label": args.label, "url": args.url, "cpus": os.cpu_count()}
     print(json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=2))
     out = Path(os.environ.get("CARTWISE_REPORTS", "reports"))

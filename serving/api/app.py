@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 from serving.api import (
+    admission,
     analytics,
     commerce,
     crm,
@@ -44,6 +45,11 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(telemetry.router)
     app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
+    app.state.gate = admission.Gate(
+        max_inflight=container.settings.max_inflight,
+        max_lag_ms=container.settings.max_loop_lag_ms,
+    )
+    app.add_middleware(admission.Admission, gate=app.state.gate)
     web.install(app)
     fastpath.add_body_schemas(app)
     if container.settings.cors_origins:  # the widget embedded on the shop's own domain
@@ -56,7 +62,7 @@ def create_app(container: Container) -> FastAPI:
         )
 
     @app.get("/healthz", response_model=HealthOut, tags=["ops"])
-    def healthz(box: Box):
+    def healthz(box: Box, request: Request):
         db_ok = box.db.ping()
         redis_ok = box.features.ping()
         backlog = box.features.backlog_status()
@@ -65,6 +71,7 @@ def create_app(container: Container) -> FastAPI:
             "database": db_ok,
             "redis": redis_ok,
             "feature_backlog": asdict(backlog),
+            "admission": request.app.state.gate.status(),
             "versions": box.versions,
         }
 

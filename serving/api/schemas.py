@@ -285,9 +285,16 @@ class BacklogOut(BaseModel):
     replayed: int = Field(description="Writes replayed after Redis came back.")
 
 
+class AdmissionOut(BaseModel):
+    inflight: int = Field(description="Requests this process is serving now.")
+    lag_ms: float = Field(description="How late the event loop ran at the last probe.")
+    shed: int = Field(description="Requests refused with 503 since the process started.")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     redis: bool
     feature_backlog: BacklogOut
+    admission: AdmissionOut
     versions: dict[str, str]

@@ -10,8 +10,6 @@ Every server is the test's own (its own ports): the shared Redis on 6379 is neve
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 
 from tests.e2e.conftest import seeded_store_and_recommender
 from tests.integration.test_feature_backlog import _contents
-from tests.servers import RedisServer, free_port
+from tests.servers import AppServer, RedisServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "outage-admin-token"
@@ -37,55 +35,10 @@ INTERACTION_VIEWS = (
 )
 
 
-class App:
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.data_dir = data_dir
-        self.env = env
-        self.url = f"http://127.0.0.1:{env['CARTWISE_HTTP_PORT']}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str, redis_url: str | None = None) -> str:
-        env = self.env | ({"CARTWISE_REDIS_URL": redis_url} if redis_url else {})
-        done = subprocess.run(
-            [sys.executable, "-m", "serving.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def start(self) -> None:
-        log = (self.data_dir / "app.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "serve", "--plain"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.data_dir / "app.log").read_text()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("the app did not become healthy")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def world(
     tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Path
-) -> Iterator[tuple[App, RedisServer, RedisServer]]:
+) -> Iterator[tuple[AppServer, RedisServer, RedisServer]]:
     data_dir = tmp_path_factory.mktemp("outage")
     recs = seeded_store_and_recommender(data_dir)
     with (
@@ -102,7 +55,7 @@ def world(
             "CARTWISE_ADMIN_TOKEN": TOKEN,
             "CARTWISE_LOG_LEVEL": "WARNING",
         }
-        app = App(data_dir, env)
+        app = AppServer(data_dir, env)
         app.cli("features", "rebuild")  # the seeded history is in the store before traffic
         app.start()
         try:
@@ -199,7 +152,7 @@ def _txn_count(http: httpx.Client, customer: str) -> float:
 
 
 def test_decisions_answer_degraded_and_the_store_catches_up(
-    world: tuple[App, RedisServer, RedisServer],
+    world: tuple[AppServer, RedisServer, RedisServer],
 ) -> None:
     app, live, reference = world
     with httpx.Client(base_url=app.url, headers=ADMIN, timeout=10) as http:

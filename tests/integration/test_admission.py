@@ -1,0 +1,102 @@
+"""Admission control over real HTTP: past its limit a process answers 503 with Retry-After at
+once, health checks still pass, and admitted requests are unaffected; and the event-loop lag
+signal on a real loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from serving.api.admission import Gate
+from tests.servers import AppServer, RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+LIMIT = 3
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    data_dir = tmp_path_factory.mktemp("admission")
+    with RedisServer(data_dir / "redis", persist=False) as redis_server:
+        server = AppServer(
+            data_dir,
+            {
+                **os.environ,
+                "CARTWISE_DATA_DIR": str(data_dir),
+                "CARTWISE_REDIS_URL": redis_server.url,
+                "CARTWISE_HTTP_PORT": str(free_port()),
+                "CARTWISE_MAX_INFLIGHT": str(LIMIT),
+                "CARTWISE_LOG_LEVEL": "WARNING",
+            },
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _hold(url: str) -> socket.socket:
+    """A request whose body has not arrived: in flight until the body is sent."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    body = b'[{"event_id": "held", "type": "view", "session_id": "s-held"}]'
+    sock.sendall(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+    )
+    sock.settimeout(10)
+    return sock
+
+
+def test_past_the_limit_requests_are_refused_at_once(app: AppServer) -> None:
+    with httpx.Client(base_url=app.url, timeout=10) as http:
+        held = [_hold(app.url) for _ in range(LIMIT)]
+        try:
+            deadline = time.monotonic() + 10
+            while http.get("/healthz").json()["admission"]["inflight"] < LIMIT:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            started = time.perf_counter()
+            refused = http.post("/v1/prices/quote", json={"skus": ["X"]})
+            elapsed = time.perf_counter() - started
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "overloaded"
+            assert elapsed < 0.05  # refused without waiting for anyone
+            health = http.get("/healthz")  # always admitted
+            assert health.status_code == 200 and health.json()["admission"]["shed"] >= 1
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while http.get("/healthz").json()["admission"]["inflight"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        admitted = http.post("/v1/prices/quote", json={"skus": ["X"]})
+        assert admitted.status_code != 503, admitted.text
+
+
+def test_a_late_event_loop_refuses_until_it_catches_up() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        gate = Gate(max_inflight=100, max_lag_ms=20)
+        first = gate.admit()  # starts the probe
+        await asyncio.sleep(0.02)
+        time.sleep(0.1)  # the loop is blocked: the probe wakes 100 ms late
+        for _ in range(100):  # the probe runs first: its timer is the older one
+            await asyncio.sleep(0.001)
+            if gate.lag > 0.05:
+                break
+        during = gate.admit()
+        await asyncio.sleep(0.05)  # a few probes on an idle loop
+        after = gate.admit()
+        return first, during, after
+
+    first, during, after = asyncio.run(scenario())
+    assert (first, during, after) == (True, False, True)
