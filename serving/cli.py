@@ -333,6 +333,9 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
     try:
         t0 = time.monotonic()
         url = serve_app(settings)
+        # again: ray.init installs a SIGTERM handler that aborts the process, which would skip
+        # the shutdown below and leave Ray's agents and HAProxy running
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         console.print(
             f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)"
         )
@@ -344,7 +347,7 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
         pass
     finally:
         console.print("stopping…")
-        shutdown()
+        shutdown(reap=True)
 
 
 def _print_hints(url: str, settings: Settings) -> None:

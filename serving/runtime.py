@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -76,7 +77,10 @@ def wait_healthy(url: str, wait_s: float) -> None:
     raise RuntimeError(f"cartwise did not become healthy at {url} within {wait_s}s: {last}")
 
 
-def shutdown() -> None:
+def shutdown(*, reap: bool = False) -> None:
+    """Stop Serve and Ray.  ``reap``: then stop whatever this process still has running below
+    it (Ray leaves its dashboard and runtime-env agents, and HAProxy, behind) — for the CLI,
+    whose process owns the local cluster, not for a test session that shares its children."""
     import ray
     from ray import serve
 
@@ -85,3 +89,20 @@ def shutdown() -> None:
             serve.shutdown()
         finally:
             ray.shutdown()
+    if reap:
+        _reap_children()
+
+
+def _reap_children(timeout_s: float = 10) -> None:
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout_s)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    if alive:
+        log.warning("killed %d processes that did not stop", len(alive))
