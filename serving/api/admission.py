@@ -6,9 +6,11 @@ Two signals say a process is past its capacity:
 
 - **event-loop lag**: a probe sleeps ``PROBE_S`` and measures how late it wakes.  Requests
   arrive as tasks in the loop's ready queue before any handler sees them, so a saturated process
-  shows as lag long before it shows as requests in flight.  While the last probe saw more than
-  ``max_lag_ms``, new requests are refused; refusing is cheap, the queue drains, the probe sees a
-  short lag again and requests are admitted.
+  shows as lag long before it shows as requests in flight.  As in CoDel, what counts is the
+  *smallest* lag seen over the last ``WINDOW_S``: one late wake-up (a garbage collection, a
+  burst) passes, a queue that does not drain does not.  While that minimum exceeds
+  ``max_lag_ms``, new requests are refused; refusing is cheap, the queue drains, the probe sees
+  a short lag again and requests are admitted.
 - **requests in flight** above ``max_inflight`` (e.g. many slow calls waiting on I/O).
 
 Health checks and the metrics route are always admitted (an overloaded replica is busy, not
@@ -18,12 +20,14 @@ dead).  Refusals are counted per process (``shed``) and by the latency middlewar
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import orjson
 
 Scope = dict[str, Any]
 PROBE_S = 0.005
+WINDOW_S = 0.1
 ALWAYS = frozenset({"/healthz", "/metrics"})
 BODY = orjson.dumps(
     {
@@ -43,9 +47,10 @@ class Gate:
         self.max_lag = max_lag_ms / 1000
         self.retry_after_s = retry_after_s
         self.inflight = 0
-        self.lag = 0.0
+        self.lag = 0.0  # the smallest lag of the probes in the last WINDOW_S
         self.shed = 0
         self._probe: asyncio.Task[None] | None = None
+        self._recent: deque[tuple[float, float]] = deque()  # (probe time, its lag)
 
     def admit(self) -> bool:
         if self._probe is None and self.max_lag > 0:
@@ -60,10 +65,15 @@ class Gate:
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()
+        recent = self._recent
         while True:
             before = loop.time()
             await asyncio.sleep(PROBE_S)
-            self.lag = loop.time() - before - PROBE_S
+            now = loop.time()
+            recent.append((now, now - before - PROBE_S))
+            while recent[0][0] < now - WINDOW_S and len(recent) > 1:
+                recent.popleft()
+            self.lag = min(lag for _, lag in recent)
 
 
 class Admission:
