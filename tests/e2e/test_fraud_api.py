@@ -147,6 +147,12 @@ def test_feedback_joins_the_decision_log(http: httpx.Client, admin: dict[str, st
     )
     assert r.status_code == 201, r.text
     assert r.json()["transaction_id"] == body["transaction_id"]
+    again = http.post(  # a retried webhook: the same feedback, stored once
+        "/v1/fraud/feedback",
+        json={"decision_id": d["decision_id"], "label": "chargeback", "note": "issuer"},
+    )
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["feedback_id"] == r.json()["feedback_id"]
     logged = http.get(f"/v1/fraud/decisions/{d['decision_id']}", headers=admin).json()
     assert [f["label"] for f in logged["feedback"]] == ["chargeback"]
     assert logged["attributes"]["card_fingerprint"] == body["card"]["fingerprint"]
