@@ -52,4 +52,6 @@ class TransactionFeatures:
             entities={k: str(v) for k, v in ids.items() if v},
             fraud=fraud,
         )
-        return not self.store.record_labels([label], fast=True).degraded
+        # feedback is not on a checkout's path: the batch connection's timeout (seconds, not
+        # the decisions' milliseconds) keeps a busy moment from leaving the label unapplied
+        return not self.store.record_labels([label]).degraded

@@ -4,6 +4,12 @@ SQLite (the embedded default) runs in WAL mode and opens every writing transacti
 ``BEGIN IMMEDIATE``, so concurrent writers queue on the database lock instead of failing on a
 read-to-write upgrade (read-only transactions use a plain ``BEGIN`` and never wait for
 writers); PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
+
+When the database cannot be reached, every transaction fails fast with one error,
+``Unavailable`` (code ``database_unavailable``, HTTP 503 with Retry-After): ``unavailable``
+below is the one place that says which SQLAlchemy errors mean "the database is away" (not
+"this statement is wrong").  Connections are tested before use (``pool_pre_ping``), so after the
+database returns, stale pooled connections are replaced instead of failing a request.
 """
 
 from __future__ import annotations
@@ -17,14 +23,38 @@ import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.errors import Unavailable
+from engine.errors import CartwiseError, Unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 READONLY = "cartwise_readonly"
+# libpq waits at least 2 s for a connection; a refused one (server down) fails at once
+CONNECT_TIMEOUT_S = 3
+# how long a request waits for a pooled connection before it is told to come back later
+POOL_TIMEOUT_S = 5
+DATABASE_UNAVAILABLE = "database_unavailable"
+
+
+def database_unavailable() -> Unavailable:
+    return Unavailable("the database is unavailable; try again shortly", code=DATABASE_UNAVAILABLE)
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """The ``Unavailable`` error an exception means, or None when it is not the database
+    being away: the connection was refused, lost or invalidated (``OperationalError``,
+    ``InterfaceError``, any DBAPI error flagged ``connection_invalidated``), or no pooled
+    connection came free in time.  SQLite's "database is locked" is an ``OperationalError``
+    too: also worth a retry."""
+    if isinstance(exc, Unavailable):
+        return exc
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return database_unavailable()
+    return None
 
 
 def _json_dumps(value: Any) -> str:
@@ -49,14 +79,21 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         )
         _sqlite_pragmas(engine)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    connect_args: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        # a server that vanished without closing the socket is noticed within ~20 s
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 2,
+    }
     return create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size * 8,
-        pool_timeout=10,
-        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_S,
+        pool_pre_ping=True,  # a connection from before a restart is replaced, not used
         connect_args=connect_args,
         **JSON_CODEC,
     )
@@ -106,20 +143,21 @@ class Database:
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
         """One unit of work: commit on success, roll back everything on any exception.
-        ``readonly`` transactions do not take SQLite's write lock."""
-        try:
-            session = self._sessions()
-        except (OperationalError, PoolTimeout) as exc:  # pragma: no cover - connect is lazy
-            raise Unavailable("database unavailable", code="database_unavailable") from exc
+        ``readonly`` transactions do not take SQLite's write lock.  A lost or refused
+        connection (also at commit) raises ``Unavailable`` (see ``unavailable``)."""
+        session = self._sessions()  # connects lazily, on the first statement
         try:
             with session.begin():
                 if readonly:
                     session.connection(execution_options={READONLY: True})
                 yield session
-        except (OperationalError, PoolTimeout) as exc:
-            raise Unavailable(
-                "database unavailable, try again later", code="database_unavailable"
-            ) from exc
+        except CartwiseError:
+            raise
+        except Exception as exc:
+            error = unavailable(exc)
+            if error is None:
+                raise
+            raise error from exc
         finally:
             session.close()
 

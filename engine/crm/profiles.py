@@ -4,6 +4,7 @@
 Pricing (segment discounts) and recommendations (widget audiences and promotions) share one
 ``CustomerSegments``: a replica preloads its newest customers at warm-up, and an entry lives
 ``ttl_s`` seconds, so a new batch of RFM segments reaches every replica within that time.
+While the database is unavailable an expired entry is still used.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 
 from engine.commerce.db import Database
 from engine.commerce.schema import Customer
-from engine.errors import ValidationError
+from engine.errors import Unavailable, ValidationError
 
 RFM_ATTRIBUTE = "rfm_segment"
 
@@ -96,11 +97,17 @@ class CustomerSegments:
             if hit is not None and fresh and (hit[1] is not None or trust_unknown):
                 self._cache.move_to_end(customer_id)
                 return hit[1]
-        with self.db.transaction(readonly=True) as s:
-            attributes = s.scalar(select(Customer.attributes).where(Customer.id == customer_id))
-            exists = attributes is not None or bool(
-                s.scalar(select(func.count()).where(Customer.id == customer_id))
-            )
+        try:
+            with self.db.transaction(readonly=True) as s:
+                attributes = s.scalar(select(Customer.attributes).where(Customer.id == customer_id))
+                exists = attributes is not None or bool(
+                    s.scalar(select(func.count()).where(Customer.id == customer_id))
+                )
+        except Unavailable:
+            # the database is away: a profile read before is better than no decision
+            if hit is not None and (hit[1] is not None or trust_unknown):
+                return hit[1]
+            raise
         value = profile_of(attributes) if exists else None
         with self._lock:
             self._cache[customer_id] = (now, value)
@@ -113,7 +120,10 @@ class CustomerSegments:
         """The customer's RFM segment (None: anonymous, unknown or not scored)."""
         if not customer_id:
             return None
-        found = self.find(customer_id)
+        try:
+            found = self.find(customer_id)
+        except Unavailable:  # the database is away: widgets answer as for an unscored shopper
+            return None
         return found.rfm if found is not None else None
 
     def invalidate(self) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.commerce.db import Database
+from engine.commerce.db import Database, insert_ignore
 from engine.commerce.ids import new_id
+from engine.commerce.schema import utcnow
 from engine.errors import NotFound, ValidationError
 from engine.fraud.decision import Decision, Outcome, RiskLevel
 from engine.fraud.explain import Reason
@@ -59,20 +60,31 @@ class DecisionLog(WriteBehind[Decision]):
     # --- feedback ------------------------------------------------------------------------------
     def add_feedback(
         self, decision: Decision, label: str, reported_at: datetime, note: str | None = None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """Store ``label`` for ``decision`` once: (the stored feedback, whether this call
+        stored it).  The same label sent again for the same decision (a retry, a replayed
+        webhook) answers the feedback stored first and writes nothing."""
         if label not in LABELS:
             raise ValidationError(f"label must be one of {', '.join(LABELS)}", field="label")
-        row = FraudFeedback(
-            id=new_id("fb"),
-            decision_id=decision.decision_id,
-            transaction_id=decision.transaction_id,
-            label=label,
-            reported_at=reported_at,
-            note=note,
-        )
+        row = {
+            "id": new_id("fb"),
+            "decision_id": decision.decision_id,
+            "transaction_id": decision.transaction_id,
+            "label": label,
+            "reported_at": reported_at,
+            "note": note,
+            "created_at": utcnow(),
+        }
+        keys = ["decision_id", "label"]
         with self.db.transaction() as session:
-            session.add(row)
-        return feedback_dict(row)
+            session.execute(insert_ignore(self.db.dialect, FraudFeedback, [row], keys))
+            stored = session.scalars(
+                select(FraudFeedback).where(
+                    FraudFeedback.decision_id == decision.decision_id,
+                    FraudFeedback.label == label,
+                )
+            ).one()
+            return feedback_dict(stored), stored.id == row["id"]
 
     def feedback(self, decision_id: str) -> list[dict[str, Any]]:
         with self.db.transaction(readonly=True) as session:

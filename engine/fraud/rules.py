@@ -208,8 +208,12 @@ def _membership(node: Node) -> _Fn:
             x = get(a, lists)
             if x is None or x is _OTHER:
                 return None
+            try:
+                key = _key(x)
+            except ValueError:  # an integer too long to write out: no list can hold it
+                return None
             values = lists.get(list_name)
-            return (values is not None and _key(x) in values) != negate
+            return (values is not None and key in values) != negate
 
         return in_list
     values = node.value if isinstance(node.value, tuple) else ()

@@ -304,13 +304,18 @@ class Parser:
             return self.node(op, pos, "bool", left, name=tok.text, value=())
         self.expect("op", "(", "a tuple like ('a', 'b') or a list like @name after 'in'")
         values = [self.literal()]
-        while self.at("op", ",") and self.tokens[self.i + 1].text != ")":
+        while self.at("op", ",") and not self.trailing_comma():
             self.next()
             values.append(self.literal())
         if self.at("op", ","):
             self.next()
         self.expect("op", ")", "',' or ')' in the tuple")
         return self.node(op, pos, "bool", left, value=tuple(values))
+
+    def trailing_comma(self) -> bool:
+        """The ',' at hand closes the tuple: ``(1, 2,)`` (a string ``')'`` does not)."""
+        after = self.tokens[self.i + 1]
+        return after.kind == "op" and after.text == ")"
 
     def literal(self) -> Scalar:
         tok = self.next()

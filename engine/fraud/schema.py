@@ -11,7 +11,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.commerce.schema import Base, Id, utcnow
@@ -42,9 +52,11 @@ class FraudDecision(Base):
 
 
 class FraudFeedback(Base):
-    """A label for a decision (analyst review, customer report, chargeback)."""
+    """A label for a decision (analyst review, customer report, chargeback); one row per
+    decision and label (the same label sent again is the same feedback)."""
 
     __tablename__ = "fraud_feedback"
+    __table_args__ = (UniqueConstraint("decision_id", "label"),)
     id: Mapped[str] = mapped_column(Id, primary_key=True)
     decision_id: Mapped[str] = mapped_column(ForeignKey("fraud_decisions.id"), index=True)
     transaction_id: Mapped[str] = mapped_column(String(128), index=True)

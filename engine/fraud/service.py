@@ -184,7 +184,9 @@ class FraudService:
         reported_at: datetime | None,
         note: str | None = None,
     ) -> dict[str, Any]:
-        """Store a label with its decision; fraud labels also feed the label-delayed features."""
+        """Store a label with its decision; fraud labels also feed the label-delayed features.
+        Idempotent: the same label for the same decision is stored once (``replayed`` says
+        this call found it stored)."""
         if bool(decision_id) == bool(transaction_id):
             raise ValidationError(
                 "send exactly one of decision_id and transaction_id", field="decision_id"
@@ -203,11 +205,12 @@ class FraudService:
             decision = found
         if reported_at < decision.tx_at:
             raise ValidationError("reported_at is before the transaction", field="reported_at")
-        stored = self.decisions.add_feedback(decision, label, reported_at, note)
+        stored, created = self.decisions.add_feedback(decision, label, reported_at, note)
         degraded = False
-        if label in FRAUD_LABELS:
+        if label in FRAUD_LABELS:  # again on a replay: it repairs a degraded first attempt,
+            # and the feature store applies one label per transaction once
             degraded = not self.features.label(decision, fraud=True, reported_at=reported_at)
-        return {**stored, "features_degraded": degraded}
+        return {**stored, "features_degraded": degraded, "replayed": not created}
 
 
 def _numbers(values: Mapping[str, float | str | None]) -> list[tuple[str, float]]:

@@ -1,4 +1,8 @@
-"""Map every error to ``{"error": {"code", "message", "field"?, "items"?}}`` with a 4xx status."""
+"""Map every error to ``{"error": {"code", "message", "field"?, "items"?}}`` with a 4xx status.
+
+``Unavailable`` (a backing service is away) is a 503 with Retry-After; so is any database error
+that ``engine.commerce.db.unavailable`` recognises as a lost or refused connection, should one
+escape a transaction.  Anything else unexpected is a 500, logged."""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.commerce.db import unavailable
 from engine.errors import CartwiseError, Conflict, NotFound, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_S = "1"  # seconds; a restarted database or a reconnected Redis is back by then
 STATUS: list[tuple[type[CartwiseError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
@@ -47,13 +53,17 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+def cartwise_response(exc: CartwiseError) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_S} if isinstance(exc, Unavailable) else None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(status_for(exc), exc.to_dict(), headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(CartwiseError)
     async def _cartwise(_: Request, exc: CartwiseError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if isinstance(exc, Unavailable) else None
-        if isinstance(exc, Unauthorized):
-            headers = {"WWW-Authenticate": "Bearer"}
-        return error_response(status_for(exc), exc.to_dict(), headers)
+        return cartwise_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -93,6 +103,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        away = unavailable(exc)
+        if away is not None:
+            log.warning("database unavailable (%s)", type(exc).__name__)
+            return cartwise_response(away)
         log.exception("unhandled error")
         return error_response(
             500, {"code": "internal_error", "message": "internal error; it has been logged"}

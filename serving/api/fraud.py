@@ -185,17 +185,30 @@ async def score(request: Request) -> Response:
     return json_response(decision.public(), headers)
 
 
-@router.post("/feedback", response_model=FeedbackOut, status_code=201, tags=["fraud"])
-def feedback(body: FeedbackIn, box: Box) -> dict[str, Any]:
+@router.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    tags=["fraud"],
+    responses={200: {"model": FeedbackOut, "description": "this label was stored before"}},
+)
+def feedback(body: FeedbackIn, box: Box, response: Response) -> dict[str, Any]:
     """A label for a decision (by ``decision_id`` or ``transaction_id``): fraud and chargeback
-    labels update the label-delayed features; every label is kept with the decision log."""
-    return box.fraud.feedback(
+    labels update the label-delayed features; every label is kept with the decision log.
+
+    Idempotent: the same label for the same decision again answers the feedback stored first
+    (200, header ``Idempotent-Replayed: true``) and counts nothing twice."""
+    stored = box.fraud.feedback(
         decision_id=body.decision_id,
         transaction_id=body.transaction_id,
         label=body.label,
         reported_at=body.reported_at,
         note=body.note,
     )
+    if stored["replayed"]:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored
 
 
 # --- admin: decision log ------------------------------------------------------------------------

@@ -42,26 +42,16 @@ def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Pa
 def seeded_store_and_recommender(data_dir: Path) -> Path:
     """A small demo store in the app's own database, and a recommender trained on it (so the
     model's SKUs are the catalogue's)."""
-    from engine.commerce.db import Database
-    from training.demo.seed import SeedConfig, seed_store
+    from tests.servers import seeded_store_and_recommender
+    from training.demo.seed import SeedConfig
     from training.recommend.als import AlsParams
-    from training.recommend.data import interactions_from_db
-    from training.recommend.train import train
 
-    db = Database(f"sqlite:///{data_dir / 'cartwise.db'}")
-    db.migrate()
-    try:
-        seed_store(db, SeedConfig(seed=5, customers=300, products=120, merchants=4, days=20))
-        result = train(
-            interactions_from_db(db),
-            params=AlsParams(factors=16, iterations=8, alpha=5.0),
-            out_dir=data_dir / "recs-model",
-            num_threads=1,
-        )
-    finally:
-        db.dispose()
-    assert result.artifact is not None
-    return result.artifact
+    return seeded_store_and_recommender(
+        f"sqlite:///{data_dir / 'cartwise.db'}",
+        data_dir / "recs-model",
+        seed=SeedConfig(seed=5, customers=300, products=120, merchants=4, days=20),
+        als=AlsParams(factors=16, iterations=8, alpha=5.0),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,6 +139,41 @@ def test_rules_and_lists_through_the_admin_api(http: httpx.Client, admin: dict[s
     assert http.get(f"/v1/fraud/rules/{rule_id}", headers=admin).status_code == 404
 
 
+def test_python_in_a_rule_is_refused_with_a_422_naming_the_expression(
+    http: httpx.Client, admin: dict[str, str], tmp_path: Path
+) -> None:
+    sentinel = tmp_path / "pwned"
+    before = http.get("/v1/fraud/rules", headers=admin).json()
+    nasty = [
+        f"__import__('os').system('touch {sentinel}')",
+        ":amount: > 0 and ().__class__.__bases__[0].__subclasses__()",
+        ":email:.__class__ = 'str'",
+        ":__class__: = 1",
+        "lambda: 1",
+        "[x for x in (1, 2)] = (1, 2)",
+        ":amount: ** 99999999 > 1",
+        "(" * 40 + ":amount: > 1" + ")" * 40,
+        " + ".join(["1"] * 100) + " > 0",
+    ]
+    for expression in nasty:
+        r = http.post(
+            "/v1/fraud/rules",
+            headers=admin,
+            json={"name": "nasty", "expression": expression, "action": "block"},
+        )
+        assert r.status_code == 422, (expression, r.text)
+        error = r.json()["error"]
+        assert (error["code"], error["field"]) == ("invalid_rule", "expression"), expression
+    too_long = http.post(
+        "/v1/fraud/rules",
+        headers=admin,
+        json={"name": "nasty", "expression": ":amount: > 1 " * 200, "action": "block"},
+    )
+    assert too_long.status_code == 422 and too_long.json()["error"]["field"] == "expression"
+    assert http.get("/v1/fraud/rules", headers=admin).json() == before
+    assert not sentinel.exists()
+
+
 def test_feedback_joins_the_decision_log(http: httpx.Client, admin: dict[str, str]) -> None:
     body = _payment(timestamp=(datetime.now(UTC) - timedelta(days=3)).isoformat())
     d = http.post("/v1/fraud/score", json=body).json()
@@ -147,6 +183,12 @@ def test_feedback_joins_the_decision_log(http: httpx.Client, admin: dict[str, st
     )
     assert r.status_code == 201, r.text
     assert r.json()["transaction_id"] == body["transaction_id"]
+    again = http.post(  # a retried webhook: the same feedback, stored once
+        "/v1/fraud/feedback",
+        json={"decision_id": d["decision_id"], "label": "chargeback", "note": "issuer"},
+    )
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["feedback_id"] == r.json()["feedback_id"]
     logged = http.get(f"/v1/fraud/decisions/{d['decision_id']}", headers=admin).json()
     assert [f["label"] for f in logged["feedback"]] == ["chargeback"]
     assert logged["attributes"]["card_fingerprint"] == body["card"]["fingerprint"]

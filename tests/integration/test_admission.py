@@ -5,7 +5,6 @@ signal on a real loop."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -14,23 +13,20 @@ import httpx
 import pytest
 
 from serving.api.admission import Gate
-from tests.servers import AppServer, RedisServer, free_port
+from tests.servers import AppProcess, RedisServer
 
 pytestmark = pytest.mark.integration
 LIMIT = 3
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    data_dir = tmp_path_factory.mktemp("admission")
-    with RedisServer(data_dir / "redis", persist=False) as redis_server:
-        server = AppServer(
-            data_dir,
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
+    workdir = tmp_path_factory.mktemp("admission")
+    with RedisServer(workdir / "redis", persist=False) as redis_server:
+        server = AppProcess(
+            workdir,
             {
-                **os.environ,
-                "CARTWISE_DATA_DIR": str(data_dir),
                 "CARTWISE_REDIS_URL": redis_server.url,
-                "CARTWISE_HTTP_PORT": str(free_port()),
                 "CARTWISE_MAX_INFLIGHT": str(LIMIT),
                 "CARTWISE_LOG_LEVEL": "WARNING",
             },
@@ -55,7 +51,7 @@ def _hold(url: str) -> socket.socket:
     return sock
 
 
-def test_past_the_limit_requests_are_refused_at_once(app: AppServer) -> None:
+def test_past_the_limit_requests_are_refused_at_once(app: AppProcess) -> None:
     with httpx.Client(base_url=app.url, timeout=10) as http:
         held = [_hold(app.url) for _ in range(LIMIT)]
         try:

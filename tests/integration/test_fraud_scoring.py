@@ -189,6 +189,15 @@ def test_feedback_is_stored_with_the_decision_and_feeds_label_features(
         "chargeback",
         "fraud",
     ]
+    # the same label again (a retry) is the feedback stored first, nothing more
+    again = service.feedback(
+        decision_id=None, transaction_id="t1", label="chargeback", reported_at=NOW, note="retry"
+    )
+    assert again["replayed"] is True and fb["replayed"] is False
+    assert (again["feedback_id"], again["note"]) == (fb["feedback_id"], fb["note"])
+    assert len(service.decisions.feedback(d.decision_id)) == 2
+    read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.frauds_known"] == 1.0
 
 
 def test_feedback_errors_name_the_field(service: FraudService) -> None:

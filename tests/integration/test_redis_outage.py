@@ -9,7 +9,6 @@ Every server is the test's own (its own ports): the shared Redis on 6379 is neve
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 
 from tests.e2e.conftest import seeded_store_and_recommender
 from tests.integration.test_feature_backlog import _contents
-from tests.servers import AppServer, RedisServer, free_port
+from tests.servers import AppProcess, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "outage-admin-token"
@@ -38,24 +37,24 @@ INTERACTION_VIEWS = (
 @pytest.fixture(scope="module")
 def world(
     tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Path
-) -> Iterator[tuple[AppServer, RedisServer, RedisServer]]:
-    data_dir = tmp_path_factory.mktemp("outage")
-    recs = seeded_store_and_recommender(data_dir)
+) -> Iterator[tuple[AppProcess, RedisServer, RedisServer]]:
+    workdir = tmp_path_factory.mktemp("outage")
+    (workdir / "data").mkdir()
+    recs = seeded_store_and_recommender(workdir / "data")  # the app's own SQLite database
     with (
-        RedisServer(data_dir / "redis-live") as live,
-        RedisServer(data_dir / "redis-reference") as reference,
+        RedisServer(workdir / "redis-live") as live,
+        RedisServer(workdir / "redis-reference") as reference,
     ):
-        env = {
-            **os.environ,
-            "CARTWISE_DATA_DIR": str(data_dir),
-            "CARTWISE_REDIS_URL": live.url,
-            "CARTWISE_HTTP_PORT": str(free_port()),
-            "CARTWISE_FRAUD_MODEL": str(fraud_model_dir),
-            "CARTWISE_RECS_MODEL": str(recs),
-            "CARTWISE_ADMIN_TOKEN": TOKEN,
-            "CARTWISE_LOG_LEVEL": "WARNING",
-        }
-        app = AppServer(data_dir, env)
+        app = AppProcess(
+            workdir,
+            {
+                "CARTWISE_REDIS_URL": live.url,
+                "CARTWISE_FRAUD_MODEL": str(fraud_model_dir),
+                "CARTWISE_RECS_MODEL": str(recs),
+                "CARTWISE_ADMIN_TOKEN": TOKEN,
+                "CARTWISE_LOG_LEVEL": "WARNING",
+            },
+        )
         app.cli("features", "rebuild")  # the seeded history is in the store before traffic
         app.start()
         try:
@@ -152,7 +151,7 @@ def _txn_count(http: httpx.Client, customer: str) -> float:
 
 
 def test_decisions_answer_degraded_and_the_store_catches_up(
-    world: tuple[AppServer, RedisServer, RedisServer],
+    world: tuple[AppProcess, RedisServer, RedisServer],
 ) -> None:
     app, live, reference = world
     with httpx.Client(base_url=app.url, headers=ADMIN, timeout=10) as http:
@@ -188,7 +187,9 @@ def test_decisions_answer_degraded_and_the_store_catches_up(
 
         # every payment scored, during the outage too, counted once
         assert _txn_count(http, traffic.customer) == len(traffic.scored) == 7
-        app.cli("features", "rebuild", redis_url=reference.url)  # no fault: from the database
+        app.cli(
+            "features", "rebuild", CARTWISE_REDIS_URL=reference.url
+        )  # no fault: from the database
         got = _interaction_keys(_contents(live.client()))
         want = _interaction_keys(_contents(reference.client()))
         assert len(want) > 50
@@ -199,7 +200,7 @@ def test_decisions_answer_degraded_and_the_store_catches_up(
         traffic.round()
         assert _interaction_keys(_contents(live.client())) != want
         app.cli("features", "rebuild")
-        app.cli("features", "rebuild", redis_url=reference.url)
+        app.cli("features", "rebuild", CARTWISE_REDIS_URL=reference.url)
         assert _interaction_keys(_contents(live.client())) == _interaction_keys(
             _contents(reference.client())
         )
