@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from serving.api import (
     analytics,
+    carddata,
     commerce,
     crm,
     errors,
@@ -42,6 +43,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(telemetry.router)
     app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
+    app.add_middleware(carddata.RefuseCardNumbersInUrls)
     web.install(app)
     fastpath.add_body_schemas(app)
     if container.settings.cors_origins:  # the widget embedded on the shop's own domain

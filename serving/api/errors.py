@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import CartwiseError, Conflict, NotFound, Unauthorized, Unavailable
+from serving.api.carddata import PAN_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,11 @@ def install(app: FastAPI) -> None:
             for e in errors
         ]
         first = items[0]
+        refused = any(e.get("type") == PAN_REFUSED for e in errors)
         return error_response(
             422,
             {
-                "code": "invalid_request",
+                "code": PAN_REFUSED if refused else "invalid_request",
                 "message": "; ".join(f"{i['field']}: {i['message']}" for i in items),
                 "field": first["field"],
                 "items": items,

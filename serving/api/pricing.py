@@ -12,7 +12,7 @@ from engine.pricing.service import Quote
 from serving.api.deps import Admin, Box, container
 from serving.api.experiments import ExperimentRef
 from serving.api.fastpath import json_body, json_response, parse_body
-from serving.api.schemas import In
+from serving.api.schemas import Config, In
 
 router = APIRouter(prefix="/v1")
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
@@ -187,7 +187,7 @@ def put_rule(
     name: RuleName,
     box: Box,
     config: Annotated[
-        dict[str, Any],
+        Config,
         Body(
             examples=[
                 {
@@ -219,7 +219,7 @@ def guardrails(box: Box) -> dict[str, Any]:
 
 
 @router.put("/pricing/guardrails", dependencies=[Admin], tags=["pricing"])
-def put_guardrails(box: Box, config: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def put_guardrails(box: Box, config: Annotated[Config, Body()]) -> dict[str, Any]:
     """Change the store-wide defaults every rule starts from (fields not given keep their
     values; a rule overrides any field)."""
     return box.pricing.config.put_guardrails(config).config()

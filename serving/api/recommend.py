@@ -12,6 +12,7 @@ from engine.recommend.widgets import MAX_K, Widget
 from serving.api.deps import Admin, Box
 from serving.api.experiments import ExperimentRef
 from serving.api.fastpath import json_response
+from serving.api.schemas import Config
 
 router = APIRouter(prefix="/v1")
 K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
@@ -133,7 +134,7 @@ def list_widgets(box: Box) -> dict[str, Any]:
 def put_widget(
     name: Annotated[str, Path(max_length=64)],
     box: Box,
-    config: Annotated[dict[str, Any], Body(examples=[{"strategy": "personalized", "k": 8}])],
+    config: Annotated[Config, Body(examples=[{"strategy": "personalized", "k": 8}])],
 ) -> dict[str, Any]:
     """Create or replace a widget: strategy, k, filters, boosts, promotions, diversity,
     fallback (see docs/recommendations.md)."""

@@ -340,7 +340,7 @@ def test_lifecycle_payments_chargeback_and_audit(
     error(
         http.post(f"/v1/orders/{oid}/pay", json={"card": {"fingerprint": "4111 1111 1111 1111"}}),
         422,
-        "invalid_request",
+        "card_number_refused",
         "card.fingerprint",
     )
     paid = http.post(f"/v1/orders/{oid}/pay", json={"card": {"fingerprint": "fp_abc"}})
