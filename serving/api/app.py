@@ -15,6 +15,7 @@ from serving.api import (
     fastpath,
     features,
     fraud,
+    keys,
     pricing,
     recommend,
     telemetry,
@@ -34,6 +35,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.include_router(commerce.router)
+    app.include_router(keys.router)
     app.include_router(features.router)
     app.include_router(fraud.router)
     app.include_router(recommend.router)
@@ -51,7 +53,7 @@ def create_app(container: Container) -> FastAPI:
             CORSMiddleware,
             allow_origins=container.settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],  # the widget's publishable key
             max_age=3600,
         )
 

@@ -10,7 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import CartwiseError, Conflict, NotFound, Unauthorized, Unavailable
+from engine.errors import (
+    CartwiseError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from serving.api.carddata import PAN_REFUSED
 
 log = logging.getLogger(__name__)
@@ -19,6 +26,7 @@ STATUS: list[tuple[type[CartwiseError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (Unavailable, 503),
 ]
 

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from engine.fraud.decision import Card, Item, ScoreRequest
 from engine.fraud.inputs import INPUTS
-from serving.api.deps import Admin, Box, container
+from serving.api.deps import Admin, Box, Checkout, checkout, container
 from serving.api.fastpath import json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
 
@@ -179,13 +179,21 @@ async def score(request: Request) -> Response:
     ``Idempotent-Replayed: true``). On the event loop, body parsed in one step
     (serving/api/fastpath.py): the decision is ~1 ms of in-memory work and one Redis round
     trip, less than FastAPI's general path and a hop to a worker thread."""
+    caller = checkout(request)  # a secret key (not a dependency: see fastpath.py)
     body = parse_body(ScoreIn, await request.body())
+    caller.check_channel(body.channel)
     decision = container(request).fraud.score(body.to_request())
     headers = {"Idempotent-Replayed": "true"} if decision.replayed else None
     return json_response(decision.public(), headers)
 
 
-@router.post("/feedback", response_model=FeedbackOut, status_code=201, tags=["fraud"])
+@router.post(
+    "/feedback",
+    response_model=FeedbackOut,
+    status_code=201,
+    dependencies=[Checkout],
+    tags=["fraud"],
+)
 def feedback(body: FeedbackIn, box: Box) -> dict[str, Any]:
     """A label for a decision (by ``decision_id`` or ``transaction_id``): fraud and chargeback
     labels update the label-delayed features; every label is kept with the decision log."""
