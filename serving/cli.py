@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import signal
-import subprocess
+import subprocess  # nosec B404
 import threading
 import time
 from collections.abc import Callable

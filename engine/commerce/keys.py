@@ -32,7 +32,8 @@ from engine.errors import NotFound, ValidationError
 from engine.reloading import Reloading
 
 Kind = Literal["publishable", "secret"]
-PREFIX: dict[str, str] = {"publishable": "cw_pk_", "secret": "cw_sk_"}
+PK, SK = "cw_pk_", "cw_sk_"  # what a publishable and a secret key start with
+PREFIX: dict[str, str] = {"publishable": PK, "secret": SK}
 SHOWN = 12  # characters a secret key is listed by: its prefix and six more
 REFRESH_S = 1.0
 MAX_KEY = 100  # longer is no key of ours (made keys are 49 characters)
@@ -162,7 +163,7 @@ class ChannelKeys:
     def find(self, key: str) -> ActiveKey | None:
         """The active key this is, or None: one digest and a dictionary look-up (the digest,
         not the key, is what the look-up's timing could tell about)."""
-        if len(key) > MAX_KEY or not key.startswith(("cw_pk_", "cw_sk_")):
+        if len(key) > MAX_KEY or not key.startswith((PK, SK)):
             return None
         return self._active.get().by_digest.get(digest(key))
 
