@@ -16,6 +16,7 @@ most every ``refresh_s`` seconds one count query tells whether keys were made or
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,9 +29,10 @@ from sqlalchemy.orm import Session
 from engine.commerce.db import Database
 from engine.commerce.ids import new_id
 from engine.commerce.schema import Channel, ChannelKey, utcnow
-from engine.errors import NotFound, ValidationError
+from engine.errors import CartwiseError, NotFound, ValidationError
 from engine.reloading import Reloading
 
+log = logging.getLogger(__name__)
 Kind = Literal["publishable", "secret"]
 PK, SK = "cw_pk_", "cw_sk_"  # what a publishable and a secret key start with
 PREFIX: dict[str, str] = {"publishable": PK, "secret": SK}
@@ -116,7 +118,10 @@ class ChannelKeys:
 
     def warm_up(self) -> None:
         """Read the active keys before the first request needs them."""
-        self._active.get()
+        try:
+            self._active.get()
+        except CartwiseError as exc:  # the database is not there yet: the first request reads
+            log.warning("channel keys not read at start: %s", exc.message)
 
     def create(self, channel_id: str, kind: str) -> NewKey:
         if kind not in PREFIX:
