@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install browser run serve seed lint format typecheck test test-fast bench loadtest clean
+.PHONY: install browser run serve seed lint lint-code audit format typecheck test test-fast bench loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,28 @@ serve: install
 seed: install
 	$(BIN)/cartwise seed
 
-lint: install
+## make lint: ruff, bandit (security findings; configured in pyproject.toml) and the audit.
+lint: lint-code audit
+
+lint-code: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/bandit -c pyproject.toml -r engine features serving training -q
+
+## make audit: known vulnerabilities of the installed packages (pip-audit against PyPI's
+## advisories, one JSON request per package and version). --strict: a package the service
+## cannot answer for fails the audit, so an unreachable service is a failure, never a pass.
+AUDIT_LOG := $(VENV)/pip-audit.log
+audit: install
+	@$(BIN)/pip-audit --strict --skip-editable --progress-spinner off >$(AUDIT_LOG) 2>&1 || { \
+	  tail -n 25 $(AUDIT_LOG); \
+	  if grep -q "could not be audited" $(AUDIT_LOG); then \
+	    echo "make audit FAILED: PyPI's per-release vulnerability data"; \
+	    echo "(https://pypi.org/pypi/<package>/<version>/json) did not answer from this machine"; \
+	    echo "(unreachable, or an index that does not serve it): the packages were NOT audited."; \
+	  else echo "make audit FAILED: see the table above; raise the package's pin past the fix."; fi; \
+	  exit 1; }
+	@tail -n 3 $(AUDIT_LOG)
 
 format: install
 	$(BIN)/ruff format .
@@ -45,9 +64,10 @@ format: install
 typecheck: install
 	$(BIN)/mypy engine features training serving
 
-## make test: install, lint, type check, then every test (unit, integration on SQLite and
-## PostgreSQL, e2e over HTTP on Ray Serve).
-test: lint typecheck browser
+## make test: install, lint (without the audit, which needs PyPI's vulnerability data: `make
+## lint` or `make audit` where it answers), type check, then every test (unit, integration on
+## SQLite and PostgreSQL, e2e over HTTP on Ray Serve).
+test: lint-code typecheck browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install

@@ -64,6 +64,12 @@ class Unauthorized(CartwiseError):
     code = "unauthorized"
 
 
+class Forbidden(CartwiseError):
+    """The credentials are valid but do not allow this request (403)."""
+
+    code = "forbidden"
+
+
 class Unavailable(CartwiseError):
     """A backing service is down; the caller may retry later (503)."""
 

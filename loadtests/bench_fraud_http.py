@@ -1,13 +1,15 @@
 """Fraud scoring over HTTP at a fixed arrival rate (open loop) against a running cartwise.
 
-    python -m loadtests.bench_fraud_http --url http://127.0.0.1:8000 --rps 300 --seconds 30
+    python -m loadtests.bench_fraud_http --url http://127.0.0.1:8000 --rps 300 --seconds 30 \
+        [--key cw_sk_…]
 
 Request i is due at ``start + i / rps`` whether or not earlier ones have answered, and its
 latency counts from that due time (no coordinated omission: a stalled server shows up as
 latency, not as a lower request rate).  Payments come from a pool of customers, cards and
 merchants, so the feature store sees repeat entities.  Prints achieved rate, latency
 percentiles (all requests, and answered 200 / refused 503 apart: past capacity the server sheds
-load), outcomes and errors, and writes reports/fraud_http[-label].json.  Talks HTTP only.
+load), outcomes and errors, and writes reports/fraud_http[-label].json.  Requests carry a
+channel's secret key (``--key``, default ``CARTWISE_SECRET_KEY``).  Talks HTTP only.
 
 Overload (the admitted requests' p99 at twice the sustainable rate):
 
@@ -52,9 +54,7 @@ def payment(rng: random.Random, tag: str, i: int) -> dict[str, object]:
     }
 
 
-def run(
-    url: str, rps: float, seconds: float, concurrency: int, token: str = ""
-) -> dict[str, object]:
+def run(url: str, rps: float, seconds: float, concurrency: int, key: str) -> dict[str, object]:
     """A dispatcher releases request i at ``start + i / rps``; ``concurrency`` threads with
     keep-alive ``http.client`` connections (far lighter on the CPU than an async client, which
     matters when the load generator shares the server's two cores) send them."""
@@ -71,9 +71,7 @@ def run(
     statuses: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
     def worker() -> None:
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
@@ -168,13 +166,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--concurrency", type=int, default=32, help="client threads (connections)")
     ap.add_argument("--label", default="")
-    ap.add_argument(
-        "--token",
-        default=os.environ.get("CARTWISE_API_KEY", os.environ.get("CARTWISE_ADMIN_TOKEN", "")),
-        help="bearer credential sent with every request",
-    )
+    ap.add_argument("--key", default=os.environ.get("CARTWISE_SECRET_KEY", ""))
     args = ap.parse_args()
-    report = run(args.url, args.rps, args.seconds, args.concurrency, args.token)
+    report = run(args.url, args.rps, args.seconds, args.concurrency, args.key)
     report |= {"label": args.label, "url": args.url, "cpus": os.cpu_count()}
     print(json.dumps({k: v for k, v in report.items() if k != "timeline"}, indent=2))
     out = Path(os.environ.get("CARTWISE_REPORTS", "reports"))

@@ -1,12 +1,14 @@
 """Order placement over HTTP against a running cartwise: throughput, latency, and no oversell.
 
     python -m loadtests.bench_orders --url http://127.0.0.1:8000 --token $CARTWISE_ADMIN_TOKEN \
-        [--workers 16] [--seconds 20] [--skus 20] [--stock 400]
+        [--key cw_sk_…] [--workers 16] [--seconds 20] [--skus 20] [--stock 400]
 
 Creates its own warehouses, products, stock and customers through the API, then places
 one-unit orders from `--workers` threads for `--seconds`.  Prints throughput, latency
 percentiles and outcome counts, checks that allocated units equal the orders that succeeded
-and never exceed on-hand, and writes reports/orders.json.  Talks HTTP only.
+and never exceed on-hand, and writes reports/orders.json.  Orders go with a channel's secret
+key (``--key``, default ``CARTWISE_SECRET_KEY``; without one, the admin token).  Talks HTTP
+only.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8000")
     ap.add_argument("--token", default=os.environ.get("CARTWISE_ADMIN_TOKEN", ""))
+    ap.add_argument("--key", default=os.environ.get("CARTWISE_SECRET_KEY", ""))
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--skus", type=int, default=20)
@@ -68,7 +71,8 @@ def main() -> None:
     ap.add_argument("--label", default="")
     args = ap.parse_args()
 
-    with httpx.Client(base_url=args.url, timeout=30) as client:
+    key = {"Authorization": f"Bearer {args.key or args.token}"}
+    with httpx.Client(base_url=args.url, timeout=30, headers=key) as client:
         skus, customers = setup(client, args.token, args.skus, args.stock)
     lock = threading.Lock()
     latencies: list[float] = []
@@ -78,7 +82,7 @@ def main() -> None:
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        with httpx.Client(base_url=args.url, timeout=30) as client:
+        with httpx.Client(base_url=args.url, timeout=30, headers=key) as client:
             while time.monotonic() < deadline:
                 sku = rng.choice(skus)
                 body = {
@@ -108,7 +112,7 @@ def main() -> None:
     wall = time.monotonic() - t0
 
     oversold = []
-    with httpx.Client(base_url=args.url, timeout=30) as client:
+    with httpx.Client(base_url=args.url, timeout=30, headers=key) as client:
         for sku in skus:
             levels = client.get(f"/v1/stock/{sku}").json()["warehouses"]
             allocated = sum(w["allocated"] for w in levels)

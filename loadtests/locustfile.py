@@ -13,6 +13,11 @@ the test starts):
 - an admin, rarely: price history, suggestions, a widget's stats (needs
   ``CARTWISE_ADMIN_TOKEN``).
 
+Shoppers send a channel's publishable key (``CARTWISE_LOADTEST_PUBLISHABLE_KEY``), checkouts
+its secret key (``CARTWISE_LOADTEST_SECRET_KEY``), as a shop's pages and servers would;
+``loadtests/run.py`` makes both for the run and revokes them after. Without them (an API with
+``CARTWISE_CHANNEL_KEYS=off``) no key is sent.
+
 Each user paces itself (``constant_throughput``): users x rate is the offered load, whether or
 not the server keeps up, so a slow server shows as latency and failures, not as a gentler test.
 ``CARTWISE_LOADTEST_RATE`` is the requests per second each user aims for (default 1 task/s).
@@ -32,6 +37,15 @@ CUSTOMERS = int(os.environ.get("CARTWISE_LOADTEST_CUSTOMERS", "2000"))
 PRODUCTS = int(os.environ.get("CARTWISE_LOADTEST_PRODUCTS", "500"))
 RATE = float(os.environ.get("CARTWISE_LOADTEST_RATE", "1"))
 ADMIN = {"Authorization": f"Bearer {os.environ.get('CARTWISE_ADMIN_TOKEN', '')}"}
+
+
+def _key(name: str) -> dict[str, str]:
+    key = os.environ.get(name, "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+PUBLISHABLE = _key("CARTWISE_LOADTEST_PUBLISHABLE_KEY")
+SECRET = _key("CARTWISE_LOADTEST_SECRET_KEY")
 WIDGETS = ("home", "product_page", "cart")
 
 
@@ -43,7 +57,7 @@ def _catalogue(environment: object, **_: object) -> None:
     """The SKUs a storefront would show: active ones (an inactive SKU's quote is a 422)."""
     host = getattr(environment, "host", None) or "http://127.0.0.1:8000"
     cursor = None
-    with httpx.Client(base_url=host, timeout=30) as client:
+    with httpx.Client(base_url=host, timeout=30, headers=SECRET) as client:
         while True:
             params: dict[str, object] = {"limit": 200} | ({"cursor": cursor} if cursor else {})
             page = client.get("/v1/products", params=params).json()
@@ -72,6 +86,7 @@ class Shopper(FastHttpUser):
 
     weight = 12
     wait_time = constant_throughput(RATE)
+    default_headers = PUBLISHABLE
 
     def on_start(self) -> None:
         self.customer = customer()
@@ -108,6 +123,7 @@ class Checkout(FastHttpUser):
 
     weight = 3
     wait_time = constant_throughput(RATE)
+    default_headers = SECRET
 
     @task
     def checkout(self) -> None:

@@ -11,6 +11,10 @@ shows as latency and failures, not as a gentler test).  The demo store lives in
 ``CARTWISE_REDIS_URL`` says otherwise).  Before the traffic, the first request of each kind
 after a fresh deploy is timed against the steady p99.
 
+The traffic carries a channel's keys, as a shop's would: a publishable key for the storefront,
+a secret key for checkouts, made through the admin API when the server is up (before the
+first requests) and revoked before it stops.
+
 Writes, per target: ``reports/loadtest-<target>_stats.csv`` (and ``_stats_history.csv``,
 ``_failures.csv``), locust's ``reports/loadtest-<target>.html``, a PNG of latency percentiles
 over time; and ``reports/loadtest.json`` with the summary.
@@ -34,17 +38,24 @@ import psutil
 from loadtests.micro.report import machine
 
 REPORTS = Path(os.environ.get("CARTWISE_REPORTS", "reports"))
-FIRST = {  # one request of each kind, timed right after a fresh deploy
-    "quote": ("POST", "/v1/prices/quote", {"skus": ["SKU-00001"], "customer_id": "cus_000001"}),
-    "recommendations": ("GET", "/v1/recommendations/cus_000001?widget=home&k=8", None),
-    "similar": ("GET", "/v1/products/SKU-00002/similar?k=6", None),
+FIRST = {  # one request of each kind, timed right after a fresh deploy, and its key
+    "quote": ("POST", "/v1/prices/quote", {"skus": ["SKU-00001"], "customer_id": "cus_000001"},
+              "publishable"),
+    "recommendations": ("GET", "/v1/recommendations/cus_000001?widget=home&k=8", None,
+                        "publishable"),
+    "similar": ("GET", "/v1/products/SKU-00002/similar?k=6", None, "publishable"),
     "fraud score": (
         "POST",
         "/v1/fraud/score",
         {"transaction_id": "first-{n}", "customer_id": "cus_000002", "amount": 42.0,
          "currency": "EUR", "card": {"fingerprint": "fp-first", "country": "DE"}},
+        "secret",
     ),
 }  # fmt: skip
+KEY_ENV = {
+    "publishable": "CARTWISE_LOADTEST_PUBLISHABLE_KEY",
+    "secret": "CARTWISE_LOADTEST_SECRET_KEY",
+}
 STEADY_NAME = {
     "quote": "/v1/prices/quote",
     "recommendations": "/v1/recommendations/[customer]",
@@ -104,14 +115,37 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
-def first_requests(url: str) -> dict[str, float]:
+def make_keys(url: str, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """A publishable and a secret key of the demo store's first channel, for this run."""
+    with httpx.Client(base_url=url, timeout=30, headers=_admin(env)) as client:
+        channel = client.get("/v1/channels").raise_for_status().json()[0]["id"]
+        return {
+            kind: client.post(f"/v1/channels/{channel}/keys", json={"kind": kind})
+            .raise_for_status()
+            .json()
+            for kind in KEY_ENV
+        }
+
+
+def revoke_keys(url: str, env: dict[str, str], keys: dict[str, dict[str, str]]) -> None:
+    with httpx.Client(base_url=url, timeout=30, headers=_admin(env)) as client:
+        for key in keys.values():
+            client.post(f"/v1/channels/{key['channel_id']}/keys/{key['id']}/revoke")
+
+
+def _admin(env: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env['CARTWISE_ADMIN_TOKEN']}"}
+
+
+def first_requests(url: str, keys: dict[str, dict[str, str]]) -> dict[str, float]:
     out = {}
     with httpx.Client(base_url=url, timeout=30) as client:
-        for n, (name, (method, path, body)) in enumerate(FIRST.items()):
+        for n, (name, (method, path, body, kind)) in enumerate(FIRST.items()):
             if isinstance(body, dict) and "transaction_id" in body:
                 body = {**body, "transaction_id": f"first-{time.time_ns()}-{n}"}
+            auth = {"Authorization": f"Bearer {keys[kind]['key']}"}
             t = time.perf_counter()
-            r = client.request(method, path, json=body)
+            r = client.request(method, path, json=body, headers=auth)
             out[name] = (time.perf_counter() - t) * 1e3
             if r.status_code >= 400:
                 raise RuntimeError(f"first {name}: {r.status_code} {r.text[:200]}")
@@ -127,7 +161,7 @@ def locust(target: str, url: str, env: dict[str, str], args: argparse.Namespace)
         "--run-time", f"{args.seconds}s", "--csv", str(prefix), "--csv-full-history",
         "--html", f"{prefix}.html", "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
-    env = {**env, "CARTWISE_LOADTEST_RATE": str(args.rate)}
+    env = {**env, "CARTWISE_LOADTEST_RATE": str(args.rate)}  # and the run's keys (main)
     t = time.monotonic()
     proc = psutil.Popen(command, env=env)
     cpu = 0.0
@@ -206,8 +240,13 @@ def main() -> None:
         proc = start(target, env, args.processes)
         try:
             ready_s = wait_healthy(url, proc)
-            first = first_requests(url)
-            generator_cpu = locust(target, url, env, args)
+            keys = make_keys(url, env)
+            try:
+                first = first_requests(url, keys)
+                with_keys = env | {KEY_ENV[kind]: key["key"] for kind, key in keys.items()}
+                generator_cpu = locust(target, url, with_keys, args)
+            finally:
+                revoke_keys(url, env, keys)
         finally:
             stop(proc)
         by_name = stats(target)

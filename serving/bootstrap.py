@@ -9,6 +9,7 @@ from engine.analytics.service import Analytics
 from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.interactions import Interactions
+from engine.commerce.keys import ChannelKeys
 from engine.commerce.orders import Orders
 from engine.crm.profiles import CustomerSegments
 from engine.crm.service import CustomerSegmentation
@@ -46,6 +47,7 @@ class Container:
     catalog: Catalog
     orders: Orders
     interactions: Interactions
+    keys: ChannelKeys
     features: FeatureStore
     ingestor: FeatureIngestor
     fraud: FraudService
@@ -100,6 +102,7 @@ def bootstrap(
         catalog=Catalog(db, bus),
         orders=Orders(db, bus),
         interactions=interactions,
+        keys=ChannelKeys(db),
         features=features,
         ingestor=ingestor,
         fraud=FraudService(
@@ -145,6 +148,7 @@ def bootstrap(
         container.recs.widgets.seed_defaults()
         container.pricing.config.seed_defaults()
     if load_models:  # a replica: no request pays for compilation or a cold path
+        container.keys.warm_up()
         container.pricing.warm_up()
         container.recs.warm_up()
     container.versions = _versions()

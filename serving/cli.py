@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import signal
-import subprocess
+import subprocess  # nosec B404
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +17,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from engine.errors import CartwiseError
-from serving.cli_common import console, settings_from_env
+from serving.cli_channels import DemoKeys, channels_app, demo_keys
+from serving.cli_common import console, settings_from_env, write_private
 from serving.cli_crm import customers_app, print_segments
 from serving.cli_fraud import fraud_app, train_demo_model
 from serving.cli_pricing import pricing_app
@@ -38,6 +39,7 @@ app.add_typer(fraud_app, name="fraud")
 app.add_typer(recs_app, name="recs")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(customers_app, name="customers")
+app.add_typer(channels_app, name="channels")
 
 
 @db_app.command("upgrade")
@@ -229,9 +231,10 @@ def demo(
     redis_proc = _embedded_redis(settings)
     try:
         prepare_demo(settings, seed=seed_value, customers=customers, products=products)
+        keys = demo_keys(settings)
         if not settings.reprice_every_s:  # the demo reprices every 15 minutes
             settings = settings.model_copy(update={"reprice_every_s": 900})
-        _serve_until_interrupted(settings, hints=True)
+        _serve_until_interrupted(settings, hints=True, keys=keys)
     finally:
         _stop(redis_proc)
 
@@ -303,10 +306,8 @@ def _with_admin_token(settings: Settings) -> Settings:
     if settings.admin_token.get_secret_value():
         return settings
     token_file = settings.data_dir / "admin_token"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not token_file.exists():
-        token_file.write_text(secrets.token_urlsafe(24))
-        token_file.chmod(0o600)
+        write_private(token_file, secrets.token_urlsafe(24))
     return settings.model_copy(update={"admin_token": SecretStr(token_file.read_text().strip())})
 
 
@@ -325,7 +326,9 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=10)
 
 
-def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None:
+def _serve_until_interrupted(
+    settings: Settings, *, hints: bool = False, keys: DemoKeys | None = None
+) -> None:
     from serving.runtime import serve_app, shutdown
 
     stop = threading.Event()
@@ -340,7 +343,7 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
             f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)"
         )
         if hints:
-            _print_hints(url, settings)
+            _print_hints(url, settings, keys)
         while not stop.is_set():
             stop.wait(0.5)
     except KeyboardInterrupt:
@@ -350,8 +353,15 @@ def _serve_until_interrupted(settings: Settings, *, hints: bool = False) -> None
         shutdown(reap=True)
 
 
-def _print_hints(url: str, settings: Settings) -> None:
+def _print_hints(url: str, settings: Settings, keys: DemoKeys | None) -> None:
     token = settings.admin_token.get_secret_value()
+    sk, pk = (keys.secret, keys.publishable) if keys else ("cw_sk_…", "cw_pk_…")
+    channel = (
+        f"Channel {keys.channel}'s publishable key: {pk}\n"
+        f"Channel {keys.channel}'s secret key:      {sk}"
+        if keys
+        else "No channel yet: POST /v1/channels, then cartwise channels keys create"
+    )
     console.print(
         f"""
 [bold]Open:[/]
@@ -359,19 +369,23 @@ def _print_hints(url: str, settings: Settings) -> None:
   {url}/dashboard#token={token}   the operations dashboard
 [bold]Try:[/]
   curl {url}/healthz
-  curl '{url}/v1/products?limit=3'
-  curl {url}/v1/stock/SKU-00001
-  curl -X POST {url}/v1/orders -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
+  curl '{url}/v1/products?limit=3' -H "Authorization: Bearer {sk}"
+  curl {url}/v1/stock/SKU-00001 -H "Authorization: Bearer {sk}"
+  curl -X POST {url}/v1/orders -H "Authorization: Bearer {sk}" \\
+       -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' \\
        -d '{{"customer_id": "cus_000001", "currency": "EUR",
             "lines": [{{"sku": "SKU-00001", "qty": 1}}]}}'
-  curl -X POST {url}/v1/fraud/score -H 'Content-Type: application/json' \\
+  curl -X POST {url}/v1/fraud/score -H "Authorization: Bearer {sk}" \\
+       -H 'Content-Type: application/json' \\
        -d '{{"transaction_id": "demo-tx-1", "customer_id": "cus_000001", "amount": 249.9,
             "currency": "EUR", "card": {{"fingerprint": "fp-demo", "country": "DE"}}}}'
   curl {url}/v1/fraud/rules -H "Authorization: Bearer {token}"
-  curl '{url}/v1/recommendations/cus_000001?widget=home&k=5'
-  curl '{url}/v1/products/SKU-00001/similar?k=5'
+  curl '{url}/v1/recommendations/cus_000001?widget=home&k=5' -H "Authorization: Bearer {pk}"
+  curl '{url}/v1/products/SKU-00001/similar?k=5' -H "Authorization: Bearer {pk}"
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
+{channel}
+  (more: cartwise channels keys create|list|revoke; docs/security.md)
 Ctrl-C stops everything this command started.
 """,
         soft_wrap=True,  # URLs and commands stay whole, whatever the terminal's width

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ def settings_from_env() -> Settings:
     # FAISS logs every CPU-specific build it tries before the one that loads
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     return settings
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret to a file only its owner can read (mode 600 from the start)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def fail(err: Console, exc: CartwiseError) -> typer.Exit:

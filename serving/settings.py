@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(
         SecretStr(""), description="Bearer token for admin endpoints (empty: admin disabled)."
     )
+    channel_keys: Literal["required", "off"] = Field(
+        "required",
+        description="required: storefront routes need a channel's publishable or secret key, "
+        "checkout routes its secret key (the admin token is accepted everywhere); off: no "
+        "keys, for an API that only a private network can reach.",
+    )
     replicas: int = Field(1, ge=1, description="Ray Serve replicas of the API deployment.")
     replica_cpus: float = Field(0.5, gt=0, le=8, description="CPUs reserved per replica.")
     ray_address: str = Field("local", description="'local' starts Ray in-process; or host:port.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -269,6 +270,28 @@ def luhn_valid(digits: str) -> bool:
 
 
 def looks_like_pan(value: str) -> bool:
-    """True for a string that could be a full card number (13-19 digits passing Luhn)."""
-    digits = "".join(ch for ch in value if ch not in " -")
-    return digits.isdigit() and 13 <= len(digits) <= 19 and luhn_valid(digits)
+    """True for a string that could be a full card number (13-19 digits passing Luhn; spaces
+    and hyphens between them allowed)."""
+    if len(value) < 13:
+        return False
+    digits = value.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and digits.isdigit() and luhn_valid(digits)
+
+
+# a card number inside a value: 13-19 digits starting the way card numbers do (2-6), not part
+# of a longer number or a phone number (+…); in an id, between non-alphanumerics (fp_4111…);
+# in text (with spaces), also with single spaces or hyphens between groups (4111 1111 …)
+_PAN_IN_ID = re.compile(r"(?<![0-9A-Za-z+])[2-6]\d{12,18}(?![0-9A-Za-z])")
+_PAN_IN_TEXT = re.compile(r"(?<![\d+])[2-6](?:[ -]?\d){12,18}(?!\d)")
+
+
+def carries_pan(value: str) -> bool:
+    """True for a value that is a card number (``looks_like_pan``) or has one inside it."""
+    if len(value) < 13:
+        return False
+    if looks_like_pan(value):
+        return True
+    pattern = _PAN_IN_TEXT if " " in value else _PAN_IN_ID
+    return any(
+        luhn_valid(m.group().replace(" ", "").replace("-", "")) for m in pattern.finditer(value)
+    )

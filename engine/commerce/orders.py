@@ -300,6 +300,14 @@ class Orders:
             raise OrderNotFound(f"no order {order_id}", field="order_id")
         return order
 
+    def channel_of(self, order_id: str) -> str | None:
+        """The channel the order was placed on (one indexed read, without its lines)."""
+        with self.db.transaction(readonly=True) as s:
+            found = s.execute(select(Order.channel_id).where(Order.id == order_id)).first()
+        if found is None:
+            raise OrderNotFound(f"no order {order_id}", field="order_id")
+        return found[0]
+
     def history(self, order_id: str) -> list[OrderEvent]:
         with self.db.transaction(readonly=True) as s:
             if s.get(Order, order_id) is None:

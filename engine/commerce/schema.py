@@ -85,6 +85,25 @@ class Channel(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ChannelKey(Base):
+    """An API key of a channel: ``publishable`` (kept whole, it is public by design) or
+    ``secret`` (kept only as its SHA-256 digest and the first characters it is shown by)."""
+
+    __tablename__ = "channel_keys"
+    __table_args__ = (
+        CheckConstraint("kind IN ('publishable', 'secret')", name="kind"),
+        CheckConstraint("kind = 'publishable' OR token IS NULL", name="secret_not_kept"),
+    )
+    id: Mapped[str] = mapped_column(Id, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    display: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
 class Merchant(Base):
     __tablename__ = "merchants"
     id: Mapped[str] = mapped_column(Id, primary_key=True)

@@ -6,8 +6,10 @@ the engine call alone on the same store, alternating request by request.
 
 ``--data-dir`` is a cartwise data directory with a trained fraud model (after ``make run``:
 ``var``); its database and ``CARTWISE_REDIS_URL`` (default db 0) are used as they are. Each
-call scores a new transaction over 5,000 customers and 200 merchants. Prints p50 / p99 of
-both and the median per-request difference; writes reports/http_overhead.json.
+call scores a new transaction over 5,000 customers and 200 merchants, with a secret key of the
+store's first channel (made for the run, revoked after), so the HTTP layer includes checking
+it. Prints p50 / p99 of both and the median per-request difference; writes
+reports/http_overhead.json.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def payment(rng: random.Random, tag: str, i: int) -> bytes:
     )
 
 
-async def post(app: Any, body: bytes) -> int:
+async def post(app: Any, body: bytes, key: str) -> int:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -64,6 +66,7 @@ async def post(app: Any, body: bytes) -> int:
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {key}".encode()),
         ],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8000),
@@ -89,15 +92,17 @@ async def post(app: Any, body: bytes) -> int:
     return status
 
 
-async def measure(app: Any, container: Any, calls: int) -> tuple[list[float], list[float]]:
+async def measure(
+    app: Any, container: Any, calls: int, key: str
+) -> tuple[list[float], list[float]]:
     rng, tag = random.Random(7), str(time.time_ns())
     bodies = [payment(rng, tag, i) for i in range(2 * calls + 300)]
     for body in bodies[:300]:  # warm: model, connections, caches
-        assert await post(app, body) == 200
+        assert await post(app, body, key) == 200
     http, engine = [], []
     for i in range(calls):
         t0 = time.perf_counter()
-        status = await post(app, bodies[300 + 2 * i])
+        status = await post(app, bodies[300 + 2 * i], key)
         http.append(time.perf_counter() - t0)
         assert status == 200, status
         t0 = time.perf_counter()
@@ -112,9 +117,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=3000)
     args = ap.parse_args()
     container = bootstrap(Settings(data_dir=args.data_dir), migrate=False)
+    channel = container.catalog.list_channels()[0].id
+    made = container.keys.create(channel, "secret")
     try:
-        http, engine = asyncio.run(measure(create_app(container), container, args.calls))
+        app = create_app(container)
+        http, engine = asyncio.run(measure(app, container, args.calls, made.key))
     finally:
+        container.keys.revoke(channel, made.info.id)
         container.close()
     overhead = float(np.median(np.array(http) - np.array(engine)) * 1e3)
     body = {"calls": args.calls, "http": percentiles(http), "engine": percentiles(engine)}

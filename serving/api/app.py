@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from serving.api import (
     admission,
     analytics,
+    carddata,
     commerce,
     crm,
     errors,
@@ -17,6 +18,7 @@ from serving.api import (
     fastpath,
     features,
     fraud,
+    keys,
     pricing,
     recommend,
     telemetry,
@@ -36,6 +38,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     errors.install(app)
     app.include_router(commerce.router)
+    app.include_router(keys.router)
     app.include_router(features.router)
     app.include_router(fraud.router)
     app.include_router(recommend.router)
@@ -45,10 +48,12 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(analytics.router)
     app.include_router(telemetry.router)
     app.add_middleware(telemetry.LatencyMiddleware, recorder=container.telemetry)
+    app.add_middleware(carddata.RefuseCardNumbersInUrls)
     app.state.gate = admission.Gate(
         max_inflight=container.settings.max_inflight,
         max_lag_ms=container.settings.max_loop_lag_ms,
     )
+    # outside the others: a refused request costs as little as possible
     app.add_middleware(admission.Admission, gate=app.state.gate)
     web.install(app)
     fastpath.add_body_schemas(app)
@@ -57,7 +62,7 @@ def create_app(container: Container) -> FastAPI:
             CORSMiddleware,
             allow_origins=container.settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],  # the widget's publishable key
             max_age=3600,
         )
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from engine.commerce.domain import LineRequest, OrderAction
 from engine.commerce.orders import CardInfo, OrderRequest, PaymentRequest
-from serving.api.deps import Admin, Box
+from serving.api.deps import Admin, Box, Checkout, CheckoutCaller, OrderCheckout, Storefront
 from serving.api.schemas import (
     ChannelIn,
     ChannelOut,
@@ -41,12 +41,23 @@ IdempotencyKey = Annotated[
 
 
 # --- customers -------------------------------------------------------------------------------
-@router.post("/customers", status_code=201, response_model=CustomerOut, tags=["customers"])
+@router.post(
+    "/customers",
+    status_code=201,
+    response_model=CustomerOut,
+    dependencies=[Checkout],
+    tags=["customers"],
+)
 def create_customer(body: CustomerIn, box: Box):
     return box.catalog.create_customer(**body.model_dump())
 
 
-@router.get("/customers/{customer_id}", response_model=CustomerOut, tags=["customers"])
+@router.get(
+    "/customers/{customer_id}",
+    response_model=CustomerOut,
+    dependencies=[Checkout],
+    tags=["customers"],
+)
 def get_customer(customer_id: str, box: Box):
     """The customer, with their RFM segment from the last batch (null: not scored)."""
     out = CustomerOut.model_validate(box.catalog.get_customer(customer_id))
@@ -63,7 +74,9 @@ def create_channel(body: ChannelIn, box: Box):
     return box.catalog.create_channel(**body.model_dump())
 
 
-@router.get("/channels", response_model=list[ChannelOut], tags=["catalogue"])
+@router.get(
+    "/channels", response_model=list[ChannelOut], dependencies=[Storefront], tags=["catalogue"]
+)
 def list_channels(box: Box):
     return box.catalog.list_channels()
 
@@ -75,7 +88,9 @@ def create_merchant(body: MerchantIn, box: Box):
     return box.catalog.create_merchant(**body.model_dump())
 
 
-@router.get("/merchants", response_model=list[MerchantOut], tags=["catalogue"])
+@router.get(
+    "/merchants", response_model=list[MerchantOut], dependencies=[Storefront], tags=["catalogue"]
+)
 def list_merchants(box: Box):
     return box.catalog.list_merchants()
 
@@ -91,7 +106,12 @@ def create_warehouse(body: WarehouseIn, box: Box):
     return box.catalog.create_warehouse(**body.model_dump())
 
 
-@router.get("/warehouses", response_model=list[WarehouseOut], tags=["catalogue"])
+@router.get(
+    "/warehouses",
+    response_model=list[WarehouseOut],
+    dependencies=[Storefront],
+    tags=["catalogue"],
+)
 def list_warehouses(box: Box):
     return box.catalog.list_warehouses()
 
@@ -104,12 +124,14 @@ def create_product(body: ProductIn, box: Box):
     return box.catalog.create_product(**body.model_dump())
 
 
-@router.get("/products/{sku}", response_model=ProductOut, tags=["catalogue"])
+@router.get(
+    "/products/{sku}", response_model=ProductOut, dependencies=[Checkout], tags=["catalogue"]
+)
 def get_product(sku: str, box: Box):
     return box.catalog.get_product(sku)
 
 
-@router.get("/products", response_model=ProductPageOut, tags=["catalogue"])
+@router.get("/products", response_model=ProductPageOut, dependencies=[Checkout], tags=["catalogue"])
 def list_products(
     box: Box,
     category: Annotated[str | None, Query(max_length=200)] = None,
@@ -130,7 +152,7 @@ def set_stock(warehouse_id: str, sku: str, body: StockIn, box: Box):
     return box.catalog.set_stock(warehouse_id, sku, body.on_hand)
 
 
-@router.get("/stock/{sku}", response_model=StockOut, tags=["catalogue"])
+@router.get("/stock/{sku}", response_model=StockOut, dependencies=[Checkout], tags=["catalogue"])
 def get_stock(sku: str, box: Box):
     levels = box.catalog.stock_levels(sku)
     return {"sku": sku, "available": sum(lv.available for lv in levels), "warehouses": levels}
@@ -145,12 +167,19 @@ def get_stock(sku: str, box: Box):
     responses={409: {"description": "insufficient_stock or idempotency_key_reused"}},
 )
 def place_order(
-    body: OrderIn, box: Box, response: Response, idempotency_key: IdempotencyKey = None
+    body: OrderIn,
+    box: Box,
+    caller: CheckoutCaller,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ):
+    """Place an order (stock allocated at once). Placed with a channel's key, the order is on
+    that channel (``channel`` may name it, no other)."""
+    caller.check_channel(body.channel)
     req = OrderRequest(
         customer_id=body.customer_id,
         currency=body.currency,
-        channel=body.channel,
+        channel=body.channel or caller.channel,
         lines=[LineRequest(line.sku, line.qty) for line in body.lines],
         merchant_id=body.merchant_id,
         shipping_country=body.shipping_country,
@@ -163,12 +192,19 @@ def place_order(
     return placed.order
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut, tags=["orders"])
+@router.get(
+    "/orders/{order_id}", response_model=OrderOut, dependencies=[OrderCheckout], tags=["orders"]
+)
 def get_order(order_id: str, box: Box):
     return box.orders.get(order_id)
 
 
-@router.get("/orders/{order_id}/events", response_model=list[OrderEventOut], tags=["orders"])
+@router.get(
+    "/orders/{order_id}/events",
+    response_model=list[OrderEventOut],
+    dependencies=[OrderCheckout],
+    tags=["orders"],
+)
 def order_history(order_id: str, box: Box):
     return box.orders.history(order_id)
 
@@ -189,25 +225,40 @@ def _payment(body: PaymentIn | None) -> PaymentRequest:
 
 
 @router.post(
-    "/orders/{order_id}/payments", status_code=201, response_model=PaymentOut, tags=["orders"]
+    "/orders/{order_id}/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    dependencies=[OrderCheckout],
+    tags=["orders"],
 )
 def record_payment(order_id: str, body: PaymentIn, box: Box):
     return box.orders.record_payment(order_id, _payment(body))
 
 
-@router.get("/orders/{order_id}/payments", response_model=list[PaymentOut], tags=["orders"])
+@router.get(
+    "/orders/{order_id}/payments",
+    response_model=list[PaymentOut],
+    dependencies=[OrderCheckout],
+    tags=["orders"],
+)
 def list_payments(order_id: str, box: Box):
     box.orders.get(order_id)
     return box.orders.payments(order_id)
 
 
-@router.post("/orders/{order_id}/pay", response_model=OrderOut, tags=["orders"])
+@router.post(
+    "/orders/{order_id}/pay", response_model=OrderOut, dependencies=[OrderCheckout], tags=["orders"]
+)
 def pay(order_id: str, box: Box, body: PaymentIn | None = None):
     return box.orders.transition(order_id, OrderAction.PAY, payment=_payment(body))
 
 
 @router.post(
-    "/orders/{order_id}/chargeback", status_code=201, response_model=ChargebackOut, tags=["orders"]
+    "/orders/{order_id}/chargeback",
+    status_code=201,
+    response_model=ChargebackOut,
+    dependencies=[OrderCheckout],
+    tags=["orders"],
 )
 def chargeback(order_id: str, box: Box, body: ChargebackIn | None = None):
     body = body or ChargebackIn()
@@ -226,6 +277,7 @@ def _transition_route(action: OrderAction) -> None:
         handler,
         methods=["POST"],
         response_model=OrderOut,
+        dependencies=[OrderCheckout],
         tags=["orders"],
         summary=f"{action.value.capitalize()} an order",
     )

@@ -15,7 +15,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.commerce.db import unavailable
-from engine.errors import CartwiseError, Conflict, NotFound, Unauthorized, Unavailable
+from engine.errors import (
+    CartwiseError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from serving.api.carddata import PAN_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +32,7 @@ STATUS: list[tuple[type[CartwiseError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (Unauthorized, 401),
+    (Forbidden, 403),
     (Unavailable, 503),
 ]
 
@@ -82,10 +91,11 @@ def install(app: FastAPI) -> None:
             for e in errors
         ]
         first = items[0]
+        refused = any(e.get("type") == PAN_REFUSED for e in errors)
         return error_response(
             422,
             {
-                "code": "invalid_request",
+                "code": PAN_REFUSED if refused else "invalid_request",
                 "message": "; ".join(f"{i['field']}: {i['message']}" for i in items),
                 "field": first["field"],
                 "items": items,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
-from serving.api.deps import Admin, Box
+from serving.api.deps import Admin, Box, Storefront
 from serving.api.schemas import In
 
 router = APIRouter(prefix="/v1", tags=["experiments"])
@@ -173,7 +173,9 @@ def results(key: KeyPath, box: Box) -> dict[str, Any]:
     return box.experiments.results(key)
 
 
-@router.get("/experiments/{key}/assignment", response_model=AssignmentOut)
+@router.get(
+    "/experiments/{key}/assignment", response_model=AssignmentOut, dependencies=[Storefront]
+)
 def assignment(
     key: KeyPath,
     box: Box,

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationErr
 
 from engine.commerce.interactions import MAX_BATCH, InteractionRequest
 from features.definitions import Entity
-from serving.api.deps import Admin, Box
+from serving.api.deps import Admin, Box, StorefrontCaller
 from serving.api.fastpath import body_errors
 from serving.api.schemas import In
 
@@ -94,10 +94,14 @@ def _parse_events(raw: Any) -> list[EventIn]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     },
 )
-def ingest_events(box: Box, raw: Annotated[Any, Body(include_in_schema=False)] = None) -> EventsOut:
+def ingest_events(
+    box: Box, caller: StorefrontCaller, raw: Annotated[Any, Body(include_in_schema=False)] = None
+) -> EventsOut:
     """A batch of storefront events (a list, or ``{"events": [...]}``); an ``event_id`` seen
     before is not counted twice."""
     items = _parse_events(raw)
+    for i, e in enumerate(items):
+        caller.check_channel(e.channel, f"events[{i}].channel")
     box.ingestor.reset_thread()
     recorded = box.interactions.record(
         [

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from engine.fraud.decision import Card, Item, ScoreRequest
 from engine.fraud.inputs import INPUTS
-from serving.api.deps import Admin, Box, container
+from serving.api.deps import Admin, Box, Checkout, checkout, container
 from serving.api.fastpath import json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
 
@@ -179,7 +179,9 @@ async def score(request: Request) -> Response:
     ``Idempotent-Replayed: true``). On the event loop, body parsed in one step
     (serving/api/fastpath.py): the decision is ~1 ms of in-memory work and one Redis round
     trip, less than FastAPI's general path and a hop to a worker thread."""
+    caller = checkout(request)  # a secret key (not a dependency: see fastpath.py)
     body = parse_body(ScoreIn, await request.body())
+    caller.check_channel(body.channel)
     decision = container(request).fraud.score(body.to_request())
     headers = {"Idempotent-Replayed": "true"} if decision.replayed else None
     return json_response(decision.public(), headers)
@@ -189,6 +191,7 @@ async def score(request: Request) -> Response:
     "/feedback",
     response_model=FeedbackOut,
     status_code=201,
+    dependencies=[Checkout],
     tags=["fraud"],
     responses={200: {"model": FeedbackOut, "description": "this label was stored before"}},
 )

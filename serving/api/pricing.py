@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from engine.pricing.service import Quote
-from serving.api.deps import Admin, Box, container
+from serving.api.deps import Admin, Box, Storefront, container, storefront
 from serving.api.experiments import ExperimentRef
 from serving.api.fastpath import json_body, json_response, parse_body
-from serving.api.schemas import In
+from serving.api.schemas import Config, In
 
 router = APIRouter(prefix="/v1")
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
@@ -56,7 +56,9 @@ async def quote(request: Request) -> Response:
     Runs on the event loop, not in the thread pool: a quote is ~20 µs of in-memory work (a
     customer not yet cached costs one short SQL read), less than the hop to a worker thread;
     the body is parsed in one step and the answer made by orjson (serving/api/fastpath.py)."""
+    caller = storefront(request)  # a publishable or secret key (see fastpath.py)
     body = parse_body(QuoteIn, await request.body())
+    caller.check_channel(body.channel)
     quotes = container(request).pricing.quote(
         body.skus, customer_id=body.customer_id, channel=body.channel, currency=body.currency
     )
@@ -187,7 +189,7 @@ def put_rule(
     name: RuleName,
     box: Box,
     config: Annotated[
-        dict[str, Any],
+        Config,
         Body(
             examples=[
                 {
@@ -219,13 +221,13 @@ def guardrails(box: Box) -> dict[str, Any]:
 
 
 @router.put("/pricing/guardrails", dependencies=[Admin], tags=["pricing"])
-def put_guardrails(box: Box, config: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def put_guardrails(box: Box, config: Annotated[Config, Body()]) -> dict[str, Any]:
     """Change the store-wide defaults every rule starts from (fields not given keep their
     values; a rule overrides any field)."""
     return box.pricing.config.put_guardrails(config).config()
 
 
-@router.get("/pricing/fx", tags=["pricing"])
+@router.get("/pricing/fx", dependencies=[Storefront], tags=["pricing"])
 def fx(box: Box) -> dict[str, Any]:
     """The FX table: units of each currency per unit of the base currency."""
     return box.pricing.config.fx()

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from engine.recommend.widgets import MAX_K, Widget
-from serving.api.deps import Admin, Box
+from serving.api.deps import Admin, Box, Storefront
 from serving.api.experiments import ExperimentRef
 from serving.api.fastpath import json_response
+from serving.api.schemas import Config
 
 router = APIRouter(prefix="/v1")
 K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
@@ -46,7 +47,10 @@ Channel = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
 @router.get(
-    "/recommendations/{customer_id}", response_model=RecommendationOut, tags=["recommendations"]
+    "/recommendations/{customer_id}",
+    response_model=RecommendationOut,
+    dependencies=[Storefront],
+    tags=["recommendations"],
 )
 async def recommendations(
     customer_id: Annotated[str, Path(min_length=1, max_length=128)],
@@ -68,7 +72,12 @@ async def recommendations(
     return _recommend(box, customer_id, session_id, widget, k, category, context_sku, channel)
 
 
-@router.get("/recommendations", response_model=RecommendationOut, tags=["recommendations"])
+@router.get(
+    "/recommendations",
+    response_model=RecommendationOut,
+    dependencies=[Storefront],
+    tags=["recommendations"],
+)
 async def anonymous_recommendations(
     box: Box,
     session_id: Annotated[str, Query(min_length=1, max_length=128)],
@@ -107,7 +116,12 @@ def _recommend(
     return json_response(rec.public())
 
 
-@router.get("/products/{sku}/similar", response_model=RecommendationOut, tags=["recommendations"])
+@router.get(
+    "/products/{sku}/similar",
+    response_model=RecommendationOut,
+    dependencies=[Storefront],
+    tags=["recommendations"],
+)
 async def similar(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items close to ``sku`` in the model's item space (in stock, not hidden)."""
     rec = box.recs.recommend(customer_id=None, widget=SIMILAR, k=k, context_sku=sku)
@@ -115,7 +129,10 @@ async def similar(sku: SkuPath, box: Box, k: K = None) -> Response:
 
 
 @router.get(
-    "/products/{sku}/bought-together", response_model=RecommendationOut, tags=["recommendations"]
+    "/products/{sku}/bought-together",
+    response_model=RecommendationOut,
+    dependencies=[Storefront],
+    tags=["recommendations"],
 )
 async def bought_together(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items bought together with ``sku`` (similar items fill the rest)."""
@@ -133,7 +150,7 @@ def list_widgets(box: Box) -> dict[str, Any]:
 def put_widget(
     name: Annotated[str, Path(max_length=64)],
     box: Box,
-    config: Annotated[dict[str, Any], Body(examples=[{"strategy": "personalized", "k": 8}])],
+    config: Annotated[Config, Body(examples=[{"strategy": "personalized", "k": 8}])],
 ) -> dict[str, Any]:
     """Create or replace a widget: strategy, k, filters, boosts, promotions, diversity,
     fallback (see docs/recommendations.md)."""

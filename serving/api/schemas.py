@@ -6,9 +6,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
-from engine.commerce.domain import looks_like_pan
+from serving.api.carddata import refuse_card_numbers
 
 Amount = Annotated[
     Decimal,
@@ -20,8 +28,19 @@ Currency = Annotated[str, Field(min_length=3, max_length=3, examples=["EUR"])]
 Country = Annotated[str, Field(min_length=2, max_length=2, examples=["DE"])]
 
 
+Config = Annotated[dict[str, Any], AfterValidator(refuse_card_numbers)]
+"""A free-form JSON object body (widget and pricing configurations)."""
+
+
 class In(BaseModel):
+    """A request body: no field it does not name, and no card number in any string."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_card_numbers(cls, value: Any) -> Any:
+        return refuse_card_numbers(value)
 
 
 class Out(BaseModel):
@@ -211,22 +230,11 @@ class OrderEventOut(Out):
     created_at: datetime
 
 
-def _no_pan(value: str | None, field: str) -> str | None:
-    if value is not None and looks_like_pan(value):
-        raise ValueError(f"{field} looks like a full card number; send a fingerprint, BIN or last4")
-    return value
-
-
 class CardIn(In):
     fingerprint: Annotated[str, Field(max_length=128)] | None = None
     bin: Annotated[str, Field(pattern=r"^\d{6,8}$")] | None = None
     last4: Annotated[str, Field(pattern=r"^\d{4}$")] | None = None
     country: Country | None = None
-
-    @field_validator("fingerprint")
-    @classmethod
-    def _fingerprint_not_pan(cls, v: str | None) -> str | None:
-        return _no_pan(v, "fingerprint")
 
 
 class PaymentIn(In):
@@ -239,11 +247,6 @@ class PaymentIn(In):
     transaction_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
         None, description="The id this payment was scored with (POST /v1/fraud/score)."
     )
-
-    @field_validator("device_id", "ip", "transaction_id")
-    @classmethod
-    def _not_pan(cls, v: str | None) -> str | None:
-        return _no_pan(v, "value")
 
 
 class PaymentOut(Out):

@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from engine.errors import ValidationError
-from serving.api.deps import Box
+from serving.api.deps import Box, Storefront
 
 HERE = FsPath(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -70,7 +70,9 @@ def product_cards(
     ]
 
 
-@router.get("/v1/storefront/cards", response_model=CardsOut, tags=["storefront"])
+@router.get(
+    "/v1/storefront/cards", response_model=CardsOut, dependencies=[Storefront], tags=["storefront"]
+)
 def cards(
     box: Box,
     skus: Annotated[str, Query(min_length=1, max_length=6500, description="Comma-separated.")],
@@ -98,9 +100,12 @@ def _shopper(box: Box, customer: str | None) -> dict[str, Any]:
     return {"customer": customer, "customers": ids, "channels": channels}
 
 
-def _channel(box: Box, channels: list[str], channel: str | None) -> str | None:
+def _channel(box: Box, channels: list[str], channel: str | None) -> dict[str, Any]:
+    """The page's channel and the publishable key its widget tag carries (public by design;
+    none yet: the widget's requests are refused until an admin makes one)."""
     box.interactions.channels.check(channel)  # 422 unknown_channel, as events and widgets
-    return channel or (channels[0] if channels else None)
+    channel = channel or (channels[0] if channels else None)
+    return {"channel": channel, "key": box.keys.publishable(channel) if channel else None}
 
 
 DemoCustomer = Annotated[str | None, Query(max_length=128)]
@@ -116,7 +121,8 @@ def demo(
     category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     shopper = _shopper(box, customer)
-    channel = _channel(box, shopper["channels"], channel)
+    page_channel = _channel(box, shopper["channels"], channel)
+    channel = page_channel["channel"]
     categories = box.catalog.categories()
     category = category or (categories[0][0] if categories else None)
     page = box.catalog.list_products(category=category, limit=DEMO_PRODUCTS)
@@ -127,7 +133,7 @@ def demo(
         "demo.html",
         {
             **shopper,
-            "channel": channel,
+            **page_channel,
             "categories": categories,
             "category": category,
             "grid": grid,
@@ -145,13 +151,13 @@ def demo_product(
     channel: DemoChannel = None,
 ) -> HTMLResponse:
     shopper = _shopper(box, customer)
-    channel = _channel(box, shopper["channels"], channel)
+    page_channel = _channel(box, shopper["channels"], channel)
     named = None if shopper["customer"] == "anonymous" else shopper["customer"]
-    (card,) = product_cards(box, [sku], named, channel)
+    (card,) = product_cards(box, [sku], named, page_channel["channel"])
     return templates.TemplateResponse(
         request,
         "product.html",
-        {**shopper, "channel": channel, "product": card, "named": named},
+        {**shopper, **page_channel, "product": card, "named": named},
     )
 
 

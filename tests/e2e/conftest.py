@@ -2,14 +2,21 @@
 
 Serve starts on a free loopback port against a fresh SQLite database and the Redis at
 ``CARTWISE_TEST_REDIS_URL`` (default 127.0.0.1:6379, database 15), serving the fraud model of
-the ``fraud_model_dir`` fixture.
+the ``fraud_model_dir`` fixture, with channel keys required.
+
+``channel_keys`` (session) are made through the admin API: a publishable key for every channel
+of the seeded store, and secret keys for ``CHANNEL`` and ``OTHER_CHANNEL``. The shared ``http``
+client sends ``CHANNEL``'s secret key (what a shop's server holds); ``admin`` is the admin
+token's header.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,6 +25,8 @@ import pytest
 from serving.settings import Settings
 
 ADMIN_TOKEN = "e2e-admin-token"
+CHANNEL = "app"  # the channel of the shared client's key
+OTHER_CHANNEL = "web-de"
 
 
 def _free_port() -> int:
@@ -69,12 +78,60 @@ def api_url(serve_settings: Settings) -> Iterator[str]:
         shutdown()
 
 
+@dataclass(frozen=True)
+class ChannelKeys:
+    publishable: dict[str, str]  # channel -> its publishable key
+    secret: str  # CHANNEL's
+    other_secret: str  # OTHER_CHANNEL's
+
+
 @pytest.fixture(scope="session")
-def http(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+def channel_keys(api_url: str) -> ChannelKeys:
+    with httpx.Client(base_url=api_url, timeout=30, headers=bearer(ADMIN_TOKEN)) as client:
+
+        def make(channel: str, kind: str) -> str:
+            r = client.post(f"/v1/channels/{channel}/keys", json={"kind": kind})
+            assert r.status_code == 201, r.text
+            return str(r.json()["key"])
+
+        channels = [c["id"] for c in client.get("/v1/channels").json()]
+        assert {CHANNEL, OTHER_CHANNEL} <= set(channels), channels
+        return ChannelKeys(
+            publishable={c: make(c, "publishable") for c in channels},
+            secret=make(CHANNEL, "secret"),
+            other_secret=make(OTHER_CHANNEL, "secret"),
+        )
+
+
+@pytest.fixture(scope="session")
+def http(api_url: str, channel_keys: ChannelKeys) -> Iterator[httpx.Client]:
+    """A shop's server: ``CHANNEL``'s secret key on every request (a test's own
+    ``Authorization`` header replaces it)."""
+    headers = bearer(channel_keys.secret)
+    with httpx.Client(base_url=api_url, timeout=30, headers=headers) as client:
         yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of a token or key."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")
 def admin() -> dict[str, str]:
-    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    return bearer(ADMIN_TOKEN)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def error(r: httpx.Response, status: int, code: str, field: str | None = None) -> dict:
+    """The error body of ``r``, checked: status, machine code and (if given) the field."""
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert body["code"] == code, body
+    assert body["message"]
+    if field is not None:
+        assert body.get("field") == field, body
+    return body

@@ -75,7 +75,7 @@ def test_events_and_recommendations_carry_a_channel(http: httpx.Client, admin: d
     now = datetime.now(UTC).isoformat()
     event = {"event_id": session, "type": "view", "session_id": session, "sku": sku}
     bad = {**event, "timestamp": now, "channel": "kiosk-none"}
-    error(http.post("/v1/events", json=[bad]), 422, "events[0].channel")
+    error(http.post("/v1/events", json=[bad], headers=admin), 422, "events[0].channel")
     before = http.get("/v1/analytics/kpis", headers=admin, params={"channel": "app"}).json()
     r = http.post("/v1/events", json=[{**event, "timestamp": now, "channel": "app"}])
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
@@ -83,7 +83,8 @@ def test_events_and_recommendations_carry_a_channel(http: httpx.Client, admin: d
     assert after["visitors"] == before["visitors"] + 1
     rec = http.get(f"/v1/recommendations/{session}", params={"channel": "app"})
     assert rec.status_code == 200, rec.text
-    error(http.get(f"/v1/recommendations/{session}", params={"channel": "nope"}), 422, "channel")
+    nope = {"channel": "nope"}
+    error(http.get(f"/v1/recommendations/{session}", params=nope, headers=admin), 422, "channel")
 
 
 def test_admin_only_and_bad_input_names_the_field(http: httpx.Client, admin: dict) -> None:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import error, uid
+
 pytestmark = pytest.mark.e2e
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def error(resp: httpx.Response, status: int, code: str, field: str | None = None) -> dict:
-    assert resp.status_code == status, resp.text
-    body = resp.json()["error"]
-    assert body["code"] == code, body
-    assert body["message"]
-    if field is not None:
-        assert body.get("field") == field, body
-    return body
 
 
 @pytest.fixture
@@ -340,7 +327,7 @@ def test_lifecycle_payments_chargeback_and_audit(
     error(
         http.post(f"/v1/orders/{oid}/pay", json={"card": {"fingerprint": "4111 1111 1111 1111"}}),
         422,
-        "invalid_request",
+        "card_number_refused",
         "card.fingerprint",
     )
     paid = http.post(f"/v1/orders/{oid}/pay", json={"card": {"fingerprint": "fp_abc"}})

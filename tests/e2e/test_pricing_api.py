@@ -93,7 +93,9 @@ def test_bad_quotes_are_422_naming_the_field(http: httpx.Client, body: dict, fie
 def test_unknown_currency_and_channel(http: httpx.Client, admin: dict) -> None:
     sku = product(http, admin, price=10.0, cost=5.0)
     error(http.post("/v1/prices/quote", json={"skus": [sku], "currency": "XAU"}), 422, "currency")
-    error(http.post("/v1/prices/quote", json={"skus": [sku], "channel": "mars"}), 422, "channel")
+    unknown = {"skus": [sku], "channel": "mars"}
+    error(http.post("/v1/prices/quote", json=unknown, headers=admin), 422, "channel")
+    error(http.post("/v1/prices/quote", json=unknown), 403, "channel")  # not the key's channel
 
 
 def test_competitor_feed_suggestion_approval_and_audit(http: httpx.Client, admin: dict) -> None:

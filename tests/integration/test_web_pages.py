@@ -1,9 +1,14 @@
 """The storefront pages and the widget's card endpoint on a seeded store (SQLite, real Redis),
 through the FastAPI app in-process: cards carry the shopper's quoted price and never the cost,
-errors name their field, pages render the catalogue, and CORS admits only configured origins."""
+errors name their field, pages render the catalogue with the channel's publishable key, and
+CORS admits only configured origins (and the widget's Authorization header).
+
+The client sends the admin token (accepted on every route); the widget's own requests are
+made with the page's publishable key."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,10 +48,18 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def http(settings: Settings) -> Iterator[TestClient]:
     container = bootstrap(settings, load_models=False)
     try:
-        with TestClient(create_app(container)) as client:
+        app = create_app(container)
+        with TestClient(app, headers={"Authorization": "Bearer web-token"}) as client:
             yield client
     finally:
         container.close()
+
+
+@pytest.fixture(scope="module")
+def publishable(http: TestClient) -> str:
+    r = http.post("/v1/channels/web-de/keys", json={"kind": "publishable"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
 
 
 def _skus(http: TestClient, n: int) -> list[str]:
@@ -84,12 +97,27 @@ def test_bad_card_requests_are_422_naming_the_field(
     assert res.json()["error"]["field"] == field
 
 
-def test_demo_store_renders_the_catalogue_and_the_widget_tag(http: TestClient) -> None:
-    res = http.get("/demo", params={"channel": "web-de"})
+def test_demo_store_renders_the_catalogue_and_the_widget_tag(
+    http: TestClient, publishable: str
+) -> None:
+    res = http.get("/demo", params={"channel": "web-de"}, headers={"Authorization": ""})
     assert res.status_code == 200
     page = res.text
     assert 'data-cartwise-widget="home"' in page
-    assert 'src="/static/widget.js" data-channel="web-de" data-customer="cus_' in page
+    tag = f'src="/static/widget.js" data-channel="web-de" data-key="{publishable}" data-customer='
+    assert tag in page
+    assert "web-token" not in page
+    customer = page.split('data-customer="', 1)[1].split('"', 1)[0]
+    as_widget = {"Authorization": f"Bearer {publishable}"}  # what the widget then asks
+    recs = http.get(
+        f"/v1/recommendations/{customer}", params={"channel": "web-de"}, headers=as_widget
+    )
+    assert recs.status_code == 200, recs.text
+    other = http.get("/v1/storefront/cards", params={"skus": _skus(http, 1)[0], "channel": "app"},
+                     headers=as_widget)  # fmt: skip
+    assert other.status_code == 403 and other.json()["error"]["code"] == "channel_mismatch"
+    no_key = http.get("/demo", params={"channel": "app"}).text  # no key made for this channel
+    assert "data-key=" not in no_key
     assert page.count('class="cw-card"') >= 1
     anonymous = http.get("/demo", params={"customer": "anonymous"}).text
     assert "data-customer=" not in anonymous
@@ -120,11 +148,12 @@ def test_static_scripts_and_a_dashboard_without_data_or_token(http: TestClient) 
 def test_cors_admits_configured_storefront_origins_only(http: TestClient) -> None:
     preflight = {
         "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type",
+        "Access-Control-Request-Headers": "content-type, authorization",
     }
     ok = http.options("/v1/events", headers={"Origin": SHOP, **preflight})
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == SHOP
+    assert "authorization" in ok.headers["access-control-allow-headers"].lower()
     other = http.options("/v1/events", headers={"Origin": "https://evil.example", **preflight})
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
@@ -161,3 +190,39 @@ def _refs(node: object) -> list[str]:
     if isinstance(node, list):
         return [r for v in node for r in _refs(v)]
     return []
+
+
+def test_card_numbers_and_credentials_leave_no_trace_in_the_logs(
+    http: TestClient, publishable: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every logger at DEBUG while requests carry a card number (refused, 422) and tokens
+    and keys (right and wrong); none of them is in any log record."""
+    pan, wrong_token, wrong_key = "4539578763621486", "not-the-web-token", "cw_pk_" + "z" * 43
+    sku = _skus(http, 1)[0]
+    with caplog.at_level(logging.DEBUG):
+        refused = [
+            http.post("/v1/customers", json={"email": "a@b.c", "name": f"Ana {pan}"}),
+            http.post("/v1/prices/quote", json={"skus": [sku], "customer_id": pan}),
+            http.get(f"/v1/storefront/cards?skus={sku}&customer_id={pan}"),
+            http.post("/v1/pricing/reprice", json={"actor": pan}),
+        ]
+        assert [r.status_code for r in refused] == [422] * 4
+        assert {r.json()["error"]["code"] for r in refused} == {"card_number_refused"}
+        assert (
+            http.get("/v1/widgets", headers={"Authorization": f"Bearer {wrong_token}"}).status_code
+            == 401
+        )
+        assert (
+            http.get("/v1/channels", headers={"Authorization": f"Bearer {wrong_key}"}).status_code
+            == 401
+        )
+        assert http.get(
+            "/v1/channels", headers={"Authorization": f"Bearer {publishable}"}
+        ).is_success
+        made = http.post("/v1/channels/app/keys", json={"kind": "secret"}).json()["key"]
+        assert http.get("/v1/channels", headers={"Authorization": f"Bearer {made}"}).is_success
+    assert caplog.records  # the capture worked: the test client logs each request it sends
+    server = [r for r in caplog.records if not r.name.startswith("httpx")]  # not the client's
+    logged = " ".join(f"{r.getMessage()} {r.args} {r.exc_text}" for r in server)
+    for secret in (pan, wrong_token, wrong_key, publishable, made, "web-token"):
+        assert secret not in logged, secret

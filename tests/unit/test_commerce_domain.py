@@ -17,6 +17,7 @@ from engine.commerce.domain import (
     OrderStatus,
     PlannedAllocation,
     StockSlot,
+    carries_pan,
     check_country,
     check_currency,
     looks_like_pan,
@@ -386,6 +387,39 @@ def test_card_numbers_are_recognised(pan: str) -> None:
 )
 def test_other_strings_are_not_card_numbers(value: str) -> None:
     assert not looks_like_pan(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "4111111111111111",  # whole values, as looks_like_pan
+        "4111 1111 1111 1111",
+        "fp_4111111111111111",  # inside an id, between non-alphanumerics
+        "tx-5555555555554444-2",
+        "card 4111 1111 1111 1111 declined",  # inside text, grouped
+        "paid with 378282246310005 yesterday",
+        "call me: 4111-1111-1111-1111",
+    ],
+)
+def test_card_numbers_inside_values_are_recognised(value: str) -> None:
+    assert carries_pan(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "card 4111111111111112 declined",  # fails Luhn
+        "ab4111111111111111",  # glued to letters: part of an identifier
+        "order 12345678901234567894 shipped",  # 20 digits
+        "call +49 151 2345 6789 0",  # a phone number
+        "ids 1732712345678 and 1732712345679",  # millisecond timestamps (start with 1)
+        "ev_41111111-1111-1111-1111-111111111111",  # a UUID's groups
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",  # a digest
+        "fp_9f86d081884c7d65",
+    ],
+)
+def test_other_values_carry_no_card_number(value: str) -> None:
+    assert not carries_pan(value)
 
 
 @pytest.mark.parametrize(("digits", "ok"), [("79927398713", True), ("79927398710", False)])

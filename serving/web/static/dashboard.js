@@ -261,7 +261,7 @@
   function start() {
     $("login").hidden = true;
     $("board").hidden = false;
-    fetch("/v1/channels").then(function (r) { return r.ok ? r.json() : []; }).then(function (chs) {
+    get("/v1/channels").catch(function () { return []; }).then(function (chs) {
       (chs.items || chs).forEach(function (c) { $("channel").append(h("option", { value: c.id }, [c.id])); });
     });
     load();

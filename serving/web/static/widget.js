@@ -3,7 +3,7 @@
  *
  * One tag on a shop page:
  *   <script src="https://cartwise.example/static/widget.js" data-channel="web-de"
- *           data-customer="cus_123" async></script>
+ *           data-key="cw_pk_…" data-customer="cus_123" async></script>
  * and one placeholder per widget:
  *   <div data-cartwise-widget="home" data-k="8"></div>
  *   <div data-cartwise-widget="product_page" data-context-sku="SKU-1"
@@ -14,6 +14,8 @@
  * the recommendation's id, so click-through and conversion are measured per widget.
  * Without data-customer the shopper is anonymous and known by a session id kept in
  * localStorage.  The page can also send its own events: cartwise.track("view", "SKU-1").
+ * data-key is the channel's publishable key (cw_pk_…, public by design: it can only read the
+ * storefront and send events); never put a secret key (cw_sk_…) in a page.
  */
 (function () {
   "use strict";
@@ -22,6 +24,7 @@
   var api = (script.dataset.api || new URL(script.src, location.href).origin).replace(/\/$/, "");
   var channel = script.dataset.channel || null;
   var customer = script.dataset.customer || null;
+  var key = script.dataset.key || null;
   var session = sessionId();
 
   function sessionId() {
@@ -44,6 +47,7 @@
 
   function request(method, path, body) {
     var init = { method: method, headers: { Accept: "application/json" }, keepalive: method === "POST" };
+    if (key) { init.headers.Authorization = "Bearer " + key; }
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
