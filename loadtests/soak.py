@@ -26,10 +26,13 @@ import psutil
 
 from loadtests.micro.report import machine
 from loadtests.run import (
+    KEY_ENV,
     REPORTS,
     environment,
     locust,
+    make_keys,
     prepare,
+    revoke_keys,
     start,
     stats,
     stop,
@@ -136,7 +139,12 @@ def main() -> None:
         load_args = argparse.Namespace(
             users=args.users, rate=args.rate, seconds=int(args.minutes * 60)
         )
-        generator_cpu = locust(f"soak-{args.target}", url, env, load_args)
+        keys = make_keys(url, env)
+        try:
+            with_keys = env | {KEY_ENV[kind]: key["key"] for kind, key in keys.items()}
+            generator_cpu = locust(f"soak-{args.target}", url, with_keys, load_args)
+        finally:
+            revoke_keys(url, env, keys)
         done.set()
         thread.join()
         samples.append({"t": round(time.monotonic() - t0, 1), "rss_mib": sample(root)})

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,13 +66,14 @@ class PlainApp:
     database_url: str
     shop: FaultShop
     admin: dict[str, str]
+    secret: dict[str, str]  # a channel's secret key: what a shop's server sends
 
     @property
     def url(self) -> str:
         return self.process.url
 
-    def client(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+    def client(self, timeout: float = 30, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=self.secret, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +132,12 @@ def plain_app(
         },
     )
     process.start()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=process.url, timeout=30, headers=admin) as client:
+        channel = client.get("/v1/channels").json()[0]["id"]
+        key = client.post(f"/v1/channels/{channel}/keys", json={"kind": "secret"}).json()["key"]
     try:
-        yield PlainApp(process, url, shop, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        yield PlainApp(process, url, shop, admin, {"Authorization": f"Bearer {key}"})
     finally:
         process.stop()
         _flush_redis()

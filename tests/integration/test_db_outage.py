@@ -213,10 +213,10 @@ class Attempt:
 
 
 def _place_until(
-    url: str, shop: Any, stop: threading.Event, worker: int, out: list[Attempt]
+    app: Any, shop: Any, stop: threading.Event, worker: int, out: list[Attempt]
 ) -> None:
     skus = sorted(shop.prices)
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with app.client(timeout=10) as http:
         n = 0
         while not stop.is_set():
             n += 1
@@ -255,9 +255,7 @@ def test_an_order_stream_cut_by_a_database_stop_leaves_nothing_half_written(
     attempts: list[Attempt] = []
     stop = threading.Event()
     with ThreadPoolExecutor(6) as pool:
-        workers = [
-            pool.submit(_place_until, app.url, app.shop, stop, w, attempts) for w in range(6)
-        ]
+        workers = [pool.submit(_place_until, app, app.shop, stop, w, attempts) for w in range(6)]
         time.sleep(1.5)
         own_postgres.stop(mode)
         time.sleep(1.5)

@@ -26,7 +26,7 @@ THREADS = 16
 @pytest.fixture(scope="module")
 def http(plain_app: Any) -> Iterator[httpx.Client]:
     limits = httpx.Limits(max_connections=THREADS, max_keepalive_connections=THREADS)
-    with httpx.Client(base_url=plain_app.url, timeout=60, limits=limits) as client:
+    with plain_app.client(timeout=60, limits=limits) as client:
         yield client
 
 
