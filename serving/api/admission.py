@@ -13,8 +13,12 @@ Two signals say a process is past its capacity:
   a short lag again and requests are admitted.
 - **requests in flight** above ``max_inflight`` (e.g. many slow calls waiting on I/O).
 
-Health checks and the metrics route are always admitted (an overloaded replica is busy, not
-dead).  Refusals are counted per process (``shed``) and by the latency middleware per route.
+Checkout comes first: a payment being scored or an order being placed is money, a storefront
+widget can show its fallback.  Checkout requests (``CHECKOUT``) are refused on lag only past
+``checkout_lag_factor`` times the limit, so under overload the storefront's reads and events are
+shed long before a checkout is.  Health checks and the metrics route are always admitted (an
+overloaded replica is busy, not dead).  Refusals are counted per process (``shed``, and
+``shed_checkout`` of them), shown by ``/healthz``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ Scope = dict[str, Any]
 PROBE_S = 0.005
 WINDOW_S = 0.1
 ALWAYS = frozenset({"/healthz", "/metrics"})
+CHECKOUT = ("/v1/orders", "/v1/fraud/score", "/v1/fraud/feedback")  # POSTs under these
 BODY = orjson.dumps(
     {
         "error": {
@@ -42,26 +47,42 @@ BODY = orjson.dumps(
 class Gate:
     """The per-process state: limits, the last lag measured, requests in flight, refusals."""
 
-    def __init__(self, *, max_inflight: int, max_lag_ms: float, retry_after_s: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        max_inflight: int,
+        max_lag_ms: float,
+        checkout_lag_factor: float = 5.0,
+        retry_after_s: int = 1,
+    ) -> None:
         self.max_inflight = max_inflight
         self.max_lag = max_lag_ms / 1000
+        self.checkout_lag = self.max_lag * checkout_lag_factor
         self.retry_after_s = retry_after_s
         self.inflight = 0
         self.lag = 0.0  # the smallest lag of the probes in the last WINDOW_S
         self.shed = 0
+        self.shed_checkout = 0
         self._probe: asyncio.Task[None] | None = None
         self._recent: deque[tuple[float, float]] = deque()  # (probe time, its lag)
 
-    def admit(self) -> bool:
+    def admit(self, checkout: bool = False) -> bool:
         if self._probe is None and self.max_lag > 0:
             self._probe = asyncio.get_running_loop().create_task(self._measure())
-        if self.lag > self.max_lag or self.inflight >= self.max_inflight:
+        limit = self.checkout_lag if checkout else self.max_lag
+        if self.lag > limit or self.inflight >= self.max_inflight:
             self.shed += 1
+            self.shed_checkout += checkout
             return False
         return True
 
     def status(self) -> dict[str, float]:
-        return {"inflight": self.inflight, "lag_ms": round(self.lag * 1000, 3), "shed": self.shed}
+        return {
+            "inflight": self.inflight,
+            "lag_ms": round(self.lag * 1000, 3),
+            "shed": self.shed,
+            "shed_checkout": self.shed_checkout,
+        }
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,7 +114,8 @@ class Admission:
             await self.app(scope, receive, send)
             return
         gate = self.gate
-        if not gate.admit():
+        checkout = scope["method"] == "POST" and scope["path"].startswith(CHECKOUT)
+        if not gate.admit(checkout):
             await send({"type": "http.response.start", "status": 503, "headers": self._headers})
             await send({"type": "http.response.body", "body": BODY})
             return

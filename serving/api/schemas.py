@@ -292,6 +292,7 @@ class AdmissionOut(BaseModel):
     inflight: int = Field(description="Requests this process is serving now.")
     lag_ms: float = Field(description="How late the event loop ran at the last probe.")
     shed: int = Field(description="Requests refused with 503 since the process started.")
+    shed_checkout: int = Field(description="Of them, checkouts (fraud scores, orders).")
 
 
 class HealthOut(BaseModel):

@@ -87,7 +87,7 @@ def test_a_loop_that_stays_late_refuses_until_it_catches_up() -> None:
             time.sleep(0.03)
             await asyncio.sleep(0)
 
-    async def scenario() -> tuple[bool, bool, bool, bool]:
+    async def scenario() -> tuple[bool, ...]:
         gate = Gate(max_inflight=100, max_lag_ms=20)
         first = gate.admit()  # starts the probe
         await asyncio.sleep(0.2)
@@ -96,8 +96,9 @@ def test_a_loop_that_stays_late_refuses_until_it_catches_up() -> None:
         transient = gate.admit()
         await busy(0.4)
         during = gate.admit()
+        checkout = gate.admit(checkout=True)  # ~25 ms late: a checkout is still let in
         await asyncio.sleep(0.2)  # an idle loop: the probes are on time again
         after = gate.admit()
-        return first, transient, during, after
+        return first, transient, during, checkout, after
 
-    assert asyncio.run(scenario()) == (True, True, False, True)
+    assert asyncio.run(scenario()) == (True, True, False, True, True)
