@@ -7,8 +7,9 @@ Two signals say a process is past its capacity:
 - **event-loop lag**: a probe sleeps ``PROBE_S`` and measures how late it wakes.  Requests
   arrive as tasks in the loop's ready queue before any handler sees them, so a saturated process
   shows as lag long before it shows as requests in flight.  As in CoDel, what counts is the
-  *smallest* lag seen over the last ``WINDOW_S``: one late wake-up (a garbage collection, a
-  burst) passes, a queue that does not drain does not.  While that minimum exceeds
+  *smallest* lag seen over the last ``WINDOW_S`` (half a second: a Python process on a busy
+  machine can hold its loop for a tenth of one compiling, collecting or building a schema): one
+  late stretch passes, a queue that does not drain does not.  While that minimum exceeds
   ``max_lag_ms``, new requests are refused; refusing is cheap, the queue drains, the probe sees
   a short lag again and requests are admitted.
 - **requests in flight** above ``max_inflight`` (e.g. many slow calls waiting on I/O).
@@ -31,7 +32,7 @@ import orjson
 
 Scope = dict[str, Any]
 PROBE_S = 0.005
-WINDOW_S = 0.1
+WINDOW_S = 0.5
 ALWAYS = frozenset({"/healthz", "/metrics"})
 CHECKOUT = ("/v1/orders", "/v1/fraud/score", "/v1/fraud/feedback")  # POSTs under these
 BODY = orjson.dumps(
@@ -67,8 +68,10 @@ class Gate:
         self._recent: deque[tuple[float, float]] = deque()  # (probe time, its lag)
 
     def admit(self, checkout: bool = False) -> bool:
-        if self._probe is None and self.max_lag > 0:
-            self._probe = asyncio.get_running_loop().create_task(self._measure())
+        if self.max_lag > 0 and (self._probe is None or self._probe.done()):
+            self._start_probe()
+        elif self._probe is not None and self._probe.get_loop() is not asyncio.get_running_loop():
+            self._start_probe()  # a new event loop (a test client's): the old one's lag is stale
         limit = self.checkout_lag if checkout else self.max_lag
         if self.lag > limit or self.inflight >= self.max_inflight:
             self.shed += 1
@@ -83,6 +86,11 @@ class Gate:
             "shed": self.shed,
             "shed_checkout": self.shed_checkout,
         }
+
+    def _start_probe(self) -> None:
+        self.lag = 0.0
+        self._recent.clear()
+        self._probe = asyncio.get_running_loop().create_task(self._measure())
 
     async def _measure(self) -> None:
         loop = asyncio.get_running_loop()

@@ -45,6 +45,10 @@ def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Pa
         redis_url=os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
         http_port=_free_port(),
         admin_token=ADMIN_TOKEN,
+        # Chromium, the replicas and the tests share two cores: a replica's loop runs late for
+        # long stretches, and admission control (tests/integration/test_admission.py) would
+        # refuse some of the widgets' requests
+        max_loop_lag_ms=0,
     )
 
 

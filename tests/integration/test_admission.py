@@ -79,26 +79,44 @@ def test_past_the_limit_requests_are_refused_at_once(app: AppProcess) -> None:
         assert admitted.status_code != 503, admitted.text
 
 
-def test_a_loop_that_stays_late_refuses_until_it_catches_up() -> None:
-    async def busy(seconds: float) -> None:
-        """A saturated process: the loop never gets ahead of its work."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            time.sleep(0.03)
-            await asyncio.sleep(0)
+async def busy(seconds: float) -> None:
+    """A saturated process: the loop never gets ahead of its work."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.03)
+        await asyncio.sleep(0)
 
+
+def test_a_loop_that_stays_late_refuses_until_it_catches_up() -> None:
     async def scenario() -> tuple[bool, ...]:
         gate = Gate(max_inflight=100, max_lag_ms=20)
         first = gate.admit()  # starts the probe
-        await asyncio.sleep(0.2)
-        time.sleep(0.06)  # one late wake-up (a collection, a burst) is not overload
+        await asyncio.sleep(0.6)
+        time.sleep(0.2)  # one late stretch (a collection, a compile) is not overload
         await asyncio.sleep(0.01)
         transient = gate.admit()
-        await busy(0.4)
+        await busy(0.9)  # late for longer than the window
         during = gate.admit()
         checkout = gate.admit(checkout=True)  # ~25 ms late: a checkout is still let in
-        await asyncio.sleep(0.2)  # an idle loop: the probes are on time again
+        await asyncio.sleep(0.1)  # an idle loop: the probes are on time again
         after = gate.admit()
         return first, transient, during, checkout, after
 
     assert asyncio.run(scenario()) == (True, True, False, True, True)
+
+
+def test_a_new_event_loop_starts_from_a_fresh_measure() -> None:
+    """A test client runs each request in a loop of its own: the lag a closed loop last showed
+    must not refuse requests forever."""
+    gate = Gate(max_inflight=100, max_lag_ms=20)
+
+    async def saturate() -> bool:
+        gate.admit()
+        await busy(0.9)
+        return gate.admit()
+
+    async def later() -> bool:
+        return gate.admit()
+
+    assert asyncio.run(saturate()) is False
+    assert asyncio.run(later()) is True
