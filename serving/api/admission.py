@@ -7,9 +7,9 @@ Two signals say a process is past its capacity:
 - **event-loop lag**: a probe sleeps ``PROBE_S`` and measures how late it wakes.  Requests
   arrive as tasks in the loop's ready queue before any handler sees them, so a saturated process
   shows as lag long before it shows as requests in flight.  As in CoDel, what counts is the
-  *smallest* lag seen over the last ``WINDOW_S`` (half a second: a Python process on a busy
-  machine can hold its loop for a tenth of one compiling, collecting or building a schema): one
-  late stretch passes, a queue that does not drain does not.  While that minimum exceeds
+  *smallest* lag seen over the last ``WINDOW_S`` (CoDel's interval; half a second let a 2x
+  overload queue for seconds before refusing): one late wake-up (a garbage collection, a
+  burst) passes, a queue that does not drain does not.  While that minimum exceeds
   ``max_lag_ms``, new requests are refused; refusing is cheap, the queue drains, the probe sees
   a short lag again and requests are admitted.
 - **requests in flight** above ``max_inflight`` (e.g. many slow calls waiting on I/O).
@@ -32,7 +32,7 @@ import orjson
 
 Scope = dict[str, Any]
 PROBE_S = 0.005
-WINDOW_S = 0.5
+WINDOW_S = 0.1
 ALWAYS = frozenset({"/healthz", "/metrics"})
 CHECKOUT = ("/v1/orders", "/v1/fraud/score", "/v1/fraud/feedback")  # POSTs under these
 BODY = orjson.dumps(
