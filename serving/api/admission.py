@@ -9,7 +9,10 @@ Two signals say a process is past its capacity:
   shows as lag long before it shows as requests in flight.  As in CoDel, what counts is the
   *smallest* lag seen over the last ``WINDOW_S`` (CoDel's interval; half a second let a 2x
   overload queue for seconds before refusing): one late wake-up (a garbage collection, a
-  burst) passes, a queue that does not drain does not.  While that minimum exceeds
+  burst) passes, a queue that does not drain does not.  A single stall longer than the window
+  (a schema built, a model loaded) is one probe: the requests that queued behind it are
+  refused until the next probe, 5 ms later (judging by several probes instead let a 2x
+  overload queue for seconds, measured).  While that minimum exceeds
   ``max_lag_ms``, new requests are refused; refusing is cheap, the queue drains, the probe sees
   a short lag again and requests are admitted.
 - **requests in flight** above ``max_inflight`` (e.g. many slow calls waiting on I/O).

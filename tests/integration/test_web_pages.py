@@ -36,6 +36,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         admin_token="web-token",
         recs_model=str(Path(data) / "no-model"),
         cors_origins=[SHOP],
+        # /openapi.json is built on the event loop at its first call; the requests right behind
+        # that stall would be refused by admission control (tests/integration/test_admission.py)
+        max_loop_lag_ms=0,
     )
     db = Database(s.resolved_database_url())
     db.migrate()
