@@ -332,13 +332,17 @@ def _serve_until_interrupted(
     from serving.runtime import serve_app, shutdown
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_term(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         t0 = time.monotonic()
         url = serve_app(settings)
         # again: ray.init installs a SIGTERM handler that aborts the process, which would skip
         # the shutdown below and leave Ray's agents and HAProxy running
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, on_term)
         console.print(
             f"[green]cartwise is serving at {url}[/] (ready in {time.monotonic() - t0:.1f}s)"
         )

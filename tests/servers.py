@@ -17,6 +17,9 @@ with a recommender trained on it that an app serves.
     production Redis would, so ``stop()`` + ``start()`` comes back with its data;
     ``restart(wipe=True)`` brings it back empty (a Redis that lost everything).
 
+``redis_contents(client)``
+    Every key's logical contents (fault tests compare two servers key for key).
+
 ``AppProcess``
     ``cartwise serve --plain`` on a free port with the given ``CARTWISE_*`` environment (and
     no other), in its own directory (no stray ``.env``); ``start()`` waits until /healthz says
@@ -244,6 +247,27 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(15)
         self.proc = None
+
+
+def redis_contents(client: redis.Redis) -> dict[bytes, object]:
+    """Every key's logical contents (HyperLogLogs by their count; TTLs as present or not)."""
+    out: dict[bytes, object] = {}
+    for key in sorted(client.scan_iter(count=1000)):
+        kind = client.type(key)
+        ttl = client.ttl(key) > 0
+        if kind == b"hash":
+            out[key] = (ttl, client.hgetall(key))
+        elif kind == b"zset":
+            out[key] = (ttl, client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"set":
+            out[key] = (ttl, client.smembers(key))
+        elif kind == b"string":
+            raw = client.get(key)
+            value = client.pfcount(key) if raw and raw.startswith(b"HYLL") else raw
+            out[key] = (ttl, value)
+        else:
+            out[key] = (ttl, kind)
+    return out
 
 
 class AppProcess:

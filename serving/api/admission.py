@@ -20,8 +20,8 @@ Two signals say a process is past its capacity:
 Checkout comes first: a payment being scored or an order being placed is money, a storefront
 widget can show its fallback.  Checkout requests (``CHECKOUT``) are refused on lag only past
 ``checkout_lag_factor`` times the limit, so under overload the storefront's reads and events are
-shed long before a checkout is.  Health checks and the metrics route are always admitted (an
-overloaded replica is busy, not dead).  Refusals are counted per process (``shed``, and
+shed long before a checkout is.  Health checks are always admitted (an overloaded replica is
+busy, not dead).  Refusals are counted per process (``shed``, and
 ``shed_checkout`` of them), shown by ``/healthz``.
 """
 
@@ -36,7 +36,7 @@ import orjson
 Scope = dict[str, Any]
 PROBE_S = 0.005
 WINDOW_S = 0.1
-ALWAYS = frozenset({"/healthz", "/metrics"})
+ALWAYS = frozenset({"/healthz"})
 CHECKOUT = ("/v1/orders", "/v1/fraud/score", "/v1/fraud/feedback")  # POSTs under these
 BODY = orjson.dumps(
     {

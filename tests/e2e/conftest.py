@@ -13,7 +13,6 @@ token's header.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,16 +22,11 @@ import httpx
 import pytest
 
 from serving.settings import Settings
+from tests.servers import free_port
 
 ADMIN_TOKEN = "e2e-admin-token"
 CHANNEL = "app"  # the channel of the shared client's key
 OTHER_CHANNEL = "web-de"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +37,7 @@ def serve_settings(tmp_path_factory: pytest.TempPathFactory, fraud_model_dir: Pa
         fraud_model=str(fraud_model_dir),
         recs_model=str(seeded_store_and_recommender(data_dir)),
         redis_url=os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-        http_port=_free_port(),
+        http_port=free_port(),
         admin_token=ADMIN_TOKEN,
         # Chromium, the replicas and the tests share two cores: a replica's loop runs late for
         # long stretches, and admission control (tests/integration/test_admission.py) would

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from features.backends import RedisBackend
 from features.connection import connect
 from features.definitions import Entity, FeatureEvent, LabelEvent, Source
 from features.store import FeatureStore
-from tests.servers import RedisServer
+from tests.servers import RedisServer, redis_contents
 
 pytestmark = pytest.mark.integration
 T0 = 1_700_000_000.0
@@ -116,27 +115,6 @@ def _apply(store: FeatureStore, call: tuple[str, object]) -> bool:
     return not store.set_stock(payload, fast=True)  # type: ignore[arg-type]
 
 
-def _contents(client: redis.Redis) -> dict[bytes, object]:
-    """Every key's logical contents (HyperLogLogs by their count; TTLs as present or not)."""
-    out: dict[bytes, object] = {}
-    for key in sorted(client.scan_iter(count=1000)):
-        kind = client.type(key)
-        ttl = client.ttl(key) > 0
-        if kind == b"hash":
-            out[key] = (ttl, client.hgetall(key))
-        elif kind == b"zset":
-            out[key] = (ttl, client.zrange(key, 0, -1, withscores=True))
-        elif kind == b"set":
-            out[key] = (ttl, client.smembers(key))
-        elif kind == b"string":
-            raw = client.get(key)
-            value = client.pfcount(key) if raw and raw.startswith(b"HYLL") else raw
-            out[key] = (ttl, value)
-        else:
-            out[key] = (ttl, kind)
-    return out
-
-
 def _cw(contents: dict[bytes, object]) -> dict[bytes, object]:
     return {k: v for k, v in contents.items() if k.startswith(b"cw:")}
 
@@ -169,7 +147,7 @@ def test_writes_during_an_outage_are_replayed_and_the_store_ends_equal(
 
         for call in _stream(3, T0 + 4000, 60):  # and writes go straight through again
             assert not _apply(a, call) and not _apply(b, call)
-        got, want = _cw(_contents(faulty.client())), _cw(_contents(steady.client()))
+        got, want = _cw(redis_contents(faulty.client())), _cw(redis_contents(steady.client()))
         assert len(want) > 100
         assert got.keys() == want.keys()
         assert got == want
@@ -195,7 +173,7 @@ def test_redis_flapping_during_the_replay_loses_nothing(
                 faulty.stop()
         assert a.backlog.wait_empty(20), a.backlog_status()
         assert a.backlog_status().dropped == 0
-        assert _cw(_contents(faulty.client())) == _cw(_contents(steady.client()))
+        assert _cw(redis_contents(faulty.client())) == _cw(redis_contents(steady.client()))
     finally:
         a.close()
         b.close()

@@ -29,6 +29,7 @@ from features.ingest import FeatureIngestor
 from features.rebuild import rebuild
 from features.store import FeatureStore
 from serving.embedded import start_server
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 URL = os.environ.get("CARTWISE_TEST_REDIS_URL_STORE", "redis://127.0.0.1:6379/12")
@@ -179,14 +180,8 @@ def test_label_delayed_ratio_counts_labels_known_by_then(store: FeatureStore) ->
     assert values[f"{base}_ratio"] == pytest.approx(0.1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_redis_degrades_instead_of_raising() -> None:
-    port = _free_port()
+    port = free_port()
     server = start_server(port)  # a server of this test's own, on its own port
     try:
         url = f"redis://127.0.0.1:{port}/0"
@@ -387,7 +382,7 @@ def test_batch_ingestion_reloads_its_function_after_a_restart() -> None:
     """The functions are gone (FUNCTION FLUSH stands in for a restart): the batch's calls are
     sent again once the library is loaded, and no event is lost or counted twice.  On a
     server of this test's own (the packaged Valkey)."""
-    port = _free_port()
+    port = free_port()
     server = start_server(port)
     try:
         url = f"redis://127.0.0.1:{port}/0"

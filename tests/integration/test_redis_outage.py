@@ -20,8 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import seeded_store_and_recommender
-from tests.integration.test_feature_backlog import _contents
-from tests.servers import AppProcess, RedisServer
+from tests.servers import AppProcess, RedisServer, redis_contents
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "outage-admin-token"
@@ -199,17 +198,17 @@ def test_decisions_answer_degraded_and_the_store_catches_up(
         app.cli(
             "features", "rebuild", CARTWISE_REDIS_URL=reference.url
         )  # no fault: from the database
-        got = _interaction_keys(_contents(live.client()))
-        want = _interaction_keys(_contents(reference.client()))
+        got = _interaction_keys(redis_contents(live.client()))
+        want = _interaction_keys(redis_contents(reference.client()))
         assert len(want) > 50
         assert got == want
 
         # Redis comes back empty (no persistence, a new node): the rebuild makes it whole
         live.restart(wipe=True)
         traffic.round()
-        assert _interaction_keys(_contents(live.client())) != want
+        assert _interaction_keys(redis_contents(live.client())) != want
         app.cli("features", "rebuild")
         app.cli("features", "rebuild", CARTWISE_REDIS_URL=reference.url)
-        assert _interaction_keys(_contents(live.client())) == _interaction_keys(
-            _contents(reference.client())
+        assert _interaction_keys(redis_contents(live.client())) == _interaction_keys(
+            redis_contents(reference.client())
         )
