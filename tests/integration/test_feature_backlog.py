@@ -25,8 +25,10 @@ T0 = 1_700_000_000.0
 
 
 def _store(url: str, capacity: int = 100_000) -> FeatureStore:
+    # A stopped server refuses at once whatever the timeout; a generous one keeps a busy CI
+    # machine's scheduling stall from reading as an outage on the healthy server.
     return FeatureStore(
-        RedisBackend(connect(url, timeout_ms=20)),
+        RedisBackend(connect(url, timeout_ms=250)),
         bulk=RedisBackend(connect(url, timeout_ms=2000)),
         batch_size=50,
         backlog_capacity=capacity,

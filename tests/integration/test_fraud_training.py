@@ -209,7 +209,8 @@ def test_a_worse_model_is_registered_but_does_not_replace_the_champion(trained: 
     assert champion is not None and champion.version == "1"
     versions = registry.versions()
     assert [v["version"] for v in versions] == ["2", "1"]
-    assert versions[0]["aliases"] == [] and versions[1]["aliases"] == ["champion"]
+    # kept as the challenger: compared, shadowed or promoted by hand
+    assert versions[0]["aliases"] == ["challenger"] and versions[1]["aliases"] == ["champion"]
     assert versions[0]["tags"]["promoted"] == "false"
     assert versions[0]["tags"]["reason"] == second.reason
     assert versions[0]["metrics"]["champion_average_precision"] == pytest.approx(

@@ -21,16 +21,22 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CartwiseError, NotFound
+from engine.errors import CartwiseError, NotFound, ValidationError
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 MODEL_PATH = "model"
+REPORT_FILE = "report.html"
+HISTORY_TAG = "cartwise.champion_history"  # JSON list of versions, the latest champion last
+ROLLOUT_TAG = "cartwise.rollout"  # "off", "shadow" or "canary"
+SHARE_TAG = "cartwise.canary_share"  # the challenger's share of units under canary, 0..1
+ROLLOUT_MODES = ("off", "shadow", "canary")
 PLOTS_PATH = "plots"
 MODEL_FILES = ("model.onnx", "model.json", "trees.npz")
 _QUIET_LOGGERS = ("mlflow", "alembic", "databricks", "urllib3", "git")
@@ -45,6 +51,17 @@ class ChampionInfo:
     version: str
     metrics: dict[str, float]
     run_id: str
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """What serving follows: the versions the aliases name and how the challenger is rolled
+    out (``mode`` off, shadow or canary; ``share`` of units under canary).  One MLflow call."""
+
+    champion: str | None = None
+    challenger: str | None = None
+    mode: str = "off"
+    share: float = 0.0
 
 
 @contextlib.contextmanager
@@ -160,9 +177,12 @@ class ModelRegistry:
         params: Mapping[str, Any],
         plots: Mapping[str, Path],
         tags: Mapping[str, str],
+        report: Callable[[str], str] | None = None,
     ) -> str:
         """Log a run with ``model_dir`` (the kind's ``files``), register it as the next
-        version, and return the version; ``model.json``'s ``version`` is set to it first."""
+        version, and return the version; ``model.json``'s ``version`` is set to it first.
+        ``report`` (version -> HTML) is logged as the run's ``report.html`` and linked from the
+        run's description."""
         missing = [f for f in self.files if not (model_dir / f).is_file()]
         if missing:
             raise RegistryError(f"{model_dir} lacks {', '.join(missing)}")
@@ -189,6 +209,8 @@ class ModelRegistry:
                 info.update({"version": version, "registered_model": self.name, "run_id": run_id})
                 (model_dir / "model.json").write_text(json.dumps(info, indent=2, default=str))
                 client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
+                if report is not None:
+                    self._log_report(run_id, report(version))
                 client.set_terminated(run_id, "FINISHED")
             except BaseException:
                 if version is not None:
@@ -204,6 +226,36 @@ class ModelRegistry:
             for name, path in plots.items():
                 shutil.copyfile(path, Path(tmp) / f"{name}{Path(path).suffix}")
             self.client.log_artifacts(run_id, tmp, PLOTS_PATH)
+
+    def _log_report(self, run_id: str, html: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="cw-report-") as tmp:
+            (Path(tmp) / REPORT_FILE).write_text(html, encoding="utf-8")
+            self.client.log_artifact(run_id, str(Path(tmp) / REPORT_FILE))
+        self.client.set_tag(
+            run_id,
+            "mlflow.note.content",
+            f"Training report: artifact [{REPORT_FILE}]({REPORT_FILE})",
+        )
+
+    def report(self, version_or_alias: str, dest: Path) -> Path:
+        """The local path of a version's ``report.html`` (downloaded into ``dest``)."""
+        from mlflow.exceptions import MlflowException
+
+        with _quiet():
+            mv = self._resolve(version_or_alias)
+            dest = Path(dest)
+            dest.mkdir(parents=True, exist_ok=True)
+            try:
+                local = self.client.download_artifacts(mv.run_id, REPORT_FILE, str(dest))
+            except (MlflowException, OSError) as exc:
+                raise NotFound(
+                    f"model {self.name!r} version {mv.version} has no report",
+                    field="version",
+                    code="no_report",
+                ) from exc
+            target = dest / f"{self.name}-v{mv.version}.html"
+            Path(local).replace(target)
+            return target
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         with _quiet():
@@ -221,9 +273,101 @@ class ModelRegistry:
         return ChampionInfo(str(mv.version), dict(metrics), str(mv.run_id or ""))
 
     def set_champion(self, version: str) -> None:
+        """Make ``version`` the champion (serving follows within its poll interval) and
+        remember it in the champion history that ``rollback`` walks back."""
+        version = str(version)
         with _quiet():
-            self._resolve(str(version))  # a clear error for an unknown version
-            self.client.set_registered_model_alias(self.name, CHAMPION, str(version))
+            self._resolve(version)  # a clear error for an unknown version
+            model = self.client.get_registered_model(self.name)
+            history = self._history(model)
+            if model.aliases.get(CHAMPION) is not None and not history:
+                history = [str(model.aliases[CHAMPION])]  # a champion set before history was kept
+            if not history or history[-1] != version:
+                history.append(version)
+            self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history[-50:]))
+            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+            if str(model.aliases.get(CHALLENGER, "")) == version:
+                self.client.delete_registered_model_alias(self.name, CHALLENGER)
+
+    def set_challenger(self, version: str | None) -> None:
+        """Name the challenger (None: no challenger; shadow and canary then stop)."""
+        with _quiet():
+            if version is None:
+                if CHALLENGER in self.client.get_registered_model(self.name).aliases:
+                    self.client.delete_registered_model_alias(self.name, CHALLENGER)
+                return
+            self._resolve(str(version))
+            self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
+
+    def rollback(self) -> tuple[str, str]:
+        """Move the champion back to the one before it; (from, to)."""
+        with _quiet():
+            model = self.client.get_registered_model(self.name)
+            current = model.aliases.get(CHAMPION)
+            history = self._history(model)
+            if current is None:
+                raise NotFound(
+                    f"model {self.name!r} has no champion", field="name", code="no_champion"
+                )
+            current = str(current)
+            while history and history[-1] == current:
+                history.pop()
+            if not history:
+                raise RegistryError(
+                    f"model {self.name!r}: no earlier champion than version {current} to roll "
+                    "back to"
+                )
+            previous = history[-1]
+            self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+            self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+            self.client.set_model_version_tag(self.name, current, "rolled_back", "true")
+        return current, previous
+
+    @staticmethod
+    def _history(model: Any) -> list[str]:
+        try:
+            found = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+        except json.JSONDecodeError:
+            return []
+        return [str(v) for v in found] if isinstance(found, list) else []
+
+    def set_rollout(self, mode: str, share: float = 0.0) -> None:
+        """How the challenger is rolled out: ``off``, ``shadow`` (scored beside the champion,
+        logged, never returned) or ``canary`` (answers ``share`` of the units, sticky)."""
+        if mode not in ROLLOUT_MODES:
+            raise ValidationError(f"mode is one of {', '.join(ROLLOUT_MODES)}", field="mode")
+        if not 0.0 <= share <= 1.0 or (mode == "canary" and share == 0.0):
+            raise ValidationError("share is a fraction in (0, 1] under canary", field="share")
+        with _quiet():
+            self._ensure_registered_model()
+            self.client.set_registered_model_tag(self.name, ROLLOUT_TAG, mode)
+            self.client.set_registered_model_tag(
+                self.name, SHARE_TAG, str(share if mode == "canary" else 0.0)
+            )
+
+    def state(self) -> RegistryState:
+        """Aliases and rollout in one call (what a serving replica polls)."""
+        from mlflow.exceptions import MlflowException
+
+        with _quiet():
+            try:
+                model = self.client.get_registered_model(self.name)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    return RegistryState()
+                raise RegistryError(f"model registry: {exc.message}") from exc
+        aliases, tags = model.aliases, model.tags
+        mode = tags.get(ROLLOUT_TAG, "off")
+        try:
+            share = float(tags.get(SHARE_TAG, "0") or 0)
+        except ValueError:
+            share = 0.0
+        return RegistryState(
+            champion=str(aliases[CHAMPION]) if CHAMPION in aliases else None,
+            challenger=str(aliases[CHALLENGER]) if CHALLENGER in aliases else None,
+            mode=mode if mode in ROLLOUT_MODES else "off",
+            share=min(max(share, 0.0), 1.0),
+        )
 
     def fetch(self, version_or_alias: str, dest: Path) -> Path:
         """The local directory ``dest/<version>`` with the model files of a version, an alias
@@ -289,3 +433,29 @@ class ModelRegistry:
                     }
                 )
         return sorted(out, key=lambda v: -int(v["version"]))
+
+    def show(self, version_or_alias: str) -> dict[str, Any]:
+        """One version: its aliases, tags, run parameters and metrics, and where its run and
+        report are."""
+        with _quiet():
+            mv = self._resolve(version_or_alias)
+            version = str(mv.version)
+            aliases = self.client.get_registered_model(self.name).aliases
+            run = self.client.get_run(mv.run_id) if mv.run_id else None
+            artifacts = (
+                {a.path for a in self.client.list_artifacts(mv.run_id)} if mv.run_id else set()
+            )
+        return {
+            "name": self.name,
+            "version": version,
+            "aliases": sorted(a for a, v in aliases.items() if str(v) == version),
+            "created_at": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(mv.creation_timestamp / 1000)
+            ),
+            "run_id": mv.run_id,
+            "artifact_uri": run.info.artifact_uri if run else None,
+            "report": REPORT_FILE in artifacts,
+            "tags": dict(mv.tags),
+            "params": dict(run.data.params) if run else {},
+            "metrics": dict(run.data.metrics) if run else {},
+        }

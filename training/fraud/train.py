@@ -40,6 +40,7 @@ from training.fraud.backtest import FIXED, GRID, Params, Prepared, prepare, run
 from training.fraud.export import export
 from training.fraud.protocol import Protocol, known_compromised_mask, metrics
 from training.fraud.registry import ModelRegistry, RegistryError
+from training.snapshot import snapshot
 
 Progress = Callable[[str], None]
 DEFAULT_TRAIN_DAYS = 21
@@ -320,6 +321,7 @@ def train(
                 "grid_size": len(grid),
                 "data_from": datetime.fromtimestamp(float(data.ts.min()), UTC).isoformat(),
                 "data_to": datetime.fromtimestamp(float(data.ts.max()), UTC).isoformat(),
+                **snapshot(raw, "timestamp"),
             },
             plots=plots,
             tags={
@@ -331,6 +333,8 @@ def train(
         )
         if promoted:
             registry.set_champion(version)
+        else:  # a candidate a data scientist can compare, shadow, canary or promote
+            registry.set_challenger(version)
     return TrainResult(
         version=version,
         metrics=logged,

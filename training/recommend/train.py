@@ -56,6 +56,7 @@ from training.recommend.artifact import (
 from training.recommend.data import EVENT_WEIGHTS, summary
 from training.recommend.metrics import ranking_metrics
 from training.recommend.split import SPLITS, split
+from training.snapshot import snapshot
 
 Progress = Callable[[str], None]
 RECS_MODEL_NAME = "cartwise-recs"
@@ -359,12 +360,15 @@ def train(
                     "seed": seed,
                     "fit_on": extra["fit_on"],
                     "trials": len(ev.choice.trials),
+                    **snapshot(events, "timestamp"),
                 },
                 plots={},
                 tags={**(tags or {}), "promoted": str(promoted).lower(), "reason": reason},
             )
             if promoted:
                 recs.set_champion(version)
+            else:  # a candidate to compare, shadow, canary or promote
+                recs.set_challenger(version)
         kept = None
         if out_dir is not None:
             kept = Path(out_dir)
