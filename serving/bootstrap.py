@@ -25,6 +25,7 @@ from engine.recommend.catalog import CatalogCache
 from engine.recommend.log import RecommendationLog
 from engine.recommend.service import Recommender
 from engine.recommend.widgets import WidgetStore
+from engine.rollout.log import ShadowLog
 from features.backends import RedisBackend
 from features.connection import connect
 from features.fraud import TransactionFeatures
@@ -33,7 +34,8 @@ from features.pricing import PricingInputs
 from features.shopper import ShopperReader
 from features.store import FeatureStore
 from features.telemetry import LatencyReader, LatencyRecorder
-from serving.models import load_fraud_model, load_rec_model
+from serving.lifecycle import ModelLifecycle, lifecycle
+from serving.models import load_rec_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,15 @@ class Container:
     latency: LatencyReader
     experiments: Experiments
     analytics: Analytics
+    shadow: ShadowLog | None = None
+    lifecycle: ModelLifecycle | None = None  # a replica: follows the model registry
     versions: dict[str, str] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.stop()
+        if self.shadow is not None:
+            self.shadow.close()
         self.telemetry.close()
         self.fraud.decisions.close()
         self.recs.log.close()
@@ -95,6 +103,8 @@ def bootstrap(
     interactions = Interactions(db, bus)
     decisions = DecisionLog(db)
     rec_log = RecommendationLog(db)
+    shadow = ShadowLog(db)  # challengers' outputs beside the champions'
+
     container = Container(
         settings=settings,
         db=db,
@@ -109,15 +119,17 @@ def bootstrap(
             TransactionFeatures(features),
             FraudConfig(db),
             decisions,
-            model=load_fraud_model(settings) if load_models else None,
+            shadow_log=shadow,
+            name=settings.fraud_model_name,
         ),
         recs=Recommender(
             ShopperReader(features),
             CatalogCache(db),
             widgets,
             rec_log,
-            model=load_rec_model(settings) if load_models else None,
             segments=segments,
+            shadow_log=shadow,
+            name=settings.recs_model_name,
             trials=RecTrials(
                 experiments,
                 widgets,
@@ -137,6 +149,7 @@ def bootstrap(
         telemetry=LatencyRecorder(bulk_client),
         latency=LatencyReader(bulk_client),
         experiments=experiments,
+        shadow=shadow,
         analytics=Analytics(  # reads what the decision and recommendation logs wrote behind
             db,
             interactions.channels,
@@ -148,6 +161,9 @@ def bootstrap(
         container.recs.widgets.seed_defaults()
         container.pricing.config.seed_defaults()
     if load_models:  # a replica: no request pays for compilation or a cold path
+        container.lifecycle = lifecycle(settings, container)
+        container.lifecycle.refresh()  # the models the registry names, before any request
+        container.lifecycle.start()
         container.keys.warm_up()
         container.pricing.warm_up()
         container.recs.warm_up()

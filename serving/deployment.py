@@ -17,7 +17,6 @@ from engine.fraud.decision import Policy
 from engine.pricing.schedule import RepriceSchedule
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
-from serving.models import load_fraud_model, load_rec_model
 from serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,9 +39,6 @@ class CartwiseApi:
         if config.reprice_every_s:
             self.schedule = RepriceSchedule(self.container.pricing, config.reprice_every_s)
             self.schedule.start()
-        # what bootstrap just loaded: Serve calls reconfigure right after __init__, and loading
-        # the same models again would only double the replica's start-up
-        self._started_with = {"fraud": config.fraud_model, "recs": config.recs_model}
 
     def __serve_build_asgi_app__(self):  # called by Serve after __init__
         return create_app(self.container)
@@ -56,20 +52,15 @@ class CartwiseApi:
         fraud_spec = fraud.pop("model", None)
         recs_spec = (config.get("recs") or {}).get("model")
         policy = Policy.from_config(fraud)  # a bad config changes nothing
-        settings = self.container.settings
-        if self._changed("recs", recs_spec):
-            self.container.recs.use_model(load_rec_model(settings, str(recs_spec)))
-        service = self.container.fraud
-        service.use_policy(policy)
-        if self._changed("fraud", fraud_spec):
-            service.use_model(load_fraud_model(settings, str(fraud_spec)))
+        self.container.fraud.use_policy(policy)
+        lifecycle = self.container.lifecycle
+        assert lifecycle is not None
+        # the same spec again costs one registry call: a moved alias is followed at once
+        if recs_spec:
+            lifecycle.follow("recs", str(recs_spec))
+        if fraud_spec:
+            lifecycle.follow("fraud", str(fraud_spec))
         log.info("reconfigured: fraud policy %s, models %s / %s", policy, fraud_spec, recs_spec)
-
-    def _changed(self, kind: str, spec: object) -> bool:
-        """Whether to load ``spec``: always, except at the first reconfigure for the very spec
-        bootstrap loaded (later calls re-resolve it: an alias may have moved)."""
-        first = self._started_with.pop(kind, None)
-        return bool(spec) and str(spec) != first
 
     def check_health(self) -> None:
         if not self.container.db.ping():

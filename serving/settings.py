@@ -63,11 +63,20 @@ class Settings(BaseSettings):
         'on a shop\'s own domain), e.g. ["https://shop.example"]; empty: same origin only.',
     )
     log_level: str = Field("INFO")
-    mlflow_uri: str = Field(
+    mlflow_tracking_uri: str = Field(
         "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."
     )
     fraud_model_name: str = Field("cartwise-fraud", description="Registered fraud model name.")
     recs_model_name: str = Field("cartwise-recs", description="Registered recommender name.")
+    pricing_model_name: str = Field(
+        "cartwise-pricing", description="Registered elasticity model (fit) name."
+    )
+    model_poll_s: float = Field(
+        5.0,
+        ge=0,
+        description="How often a replica asks the registry where the aliases point (a "
+        "promotion, a rollback, a challenger's rollout) and swaps models; 0: only at start.",
+    )
     recs_model: str = Field(
         "champion",
         description="Recommender to serve: a registry alias, a version, or a model directory.",
@@ -95,8 +104,8 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'cartwise.db').resolve()}"
 
     def resolved_mlflow_uri(self) -> str:
-        if self.mlflow_uri:
-            return self.mlflow_uri
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
         return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     def mlflow_artifacts(self) -> Path:

@@ -11,28 +11,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.commerce.ids import new_id
 from engine.errors import Conflict, Unavailable, ValidationError
 from engine.fraud.attributes import request_attributes
-from engine.fraud.config import FraudConfig
+from engine.fraud.config import FraudConfig, Snapshot
 from engine.fraud.decision import (
     Decision,
     FeaturePort,
     FeatureSnapshot,
     Outcome,
     Policy,
+    RiskLevel,
     ScoreRequest,
     risk_score,
 )
 from engine.fraud.inputs import INPUTS, assemble
 from engine.fraud.log import DecisionLog, DecisionNotFound
 from engine.fraud.model import FraudModel
+from engine.fraud.rules import Verdict
+from engine.rollout import Rollout
+from engine.rollout.log import ShadowLog, ShadowRecord
 
 log = logging.getLogger(__name__)
 FRAUD_LABELS = frozenset({"fraud", "chargeback"})
@@ -54,22 +59,36 @@ class FraudService:
         decisions: DecisionLog,
         model: FraudModel | None = None,
         policy: Policy | None = None,
+        shadow_log: ShadowLog | None = None,
+        name: str = "fraud",
     ) -> None:
         self.features = features
         self.config = config
         self.decisions = decisions
-        self.model = model
+        self.shadow_log = shadow_log
+        self.rollout: Rollout[FraudModel] = Rollout(name, model)
         self.policy = policy or Policy()
 
+    @property
+    def model(self) -> FraudModel | None:
+        """The champion."""
+        return self.rollout.champion
+
     def use_model(self, model: FraudModel | None) -> None:
-        self.model = model  # one attribute swap: requests in flight keep the model they read
+        """A new champion; the challenger and its rollout stay."""
+        self.rollout = self.rollout.with_champion(model)
+
+    def use_rollout(self, rollout: Rollout[FraudModel]) -> None:
+        # one attribute swap: requests in flight keep the models they read
+        self.rollout = rollout
 
     def use_policy(self, policy: Policy) -> None:
         self.policy = policy
 
     # --- scoring -------------------------------------------------------------------------------
     def score(self, request: ScoreRequest) -> Decision:
-        model, policy = self.model, self.policy
+        rollout, policy = self.rollout, self.policy
+        model, _ = rollout.answer(request.customer_id)
         if model is None:
             raise ModelUnavailable(
                 "no fraud model is loaded; train one with `cartwise fraud train`"
@@ -80,26 +99,93 @@ class FraudService:
             previous = self.decisions.by_transaction(request.transaction_id)
             if previous is not None:
                 return self._replay(previous, request)
-        decision = self._decide(request, snapshot, model, policy)
-        self.decisions.append(decision)
-        return decision
-
-    def _decide(
-        self, request: ScoreRequest, snapshot: FeatureSnapshot, model: FraudModel, policy: Policy
-    ) -> Decision:
         store = {k: np.array([v], dtype=np.float64) for k, v in _numbers(snapshot.values)}
         ts = request.ts.timestamp()
         row = assemble(store, np.array([float(request.amount)]), np.array([ts]))
+        config = self.config.snapshot()
+        decision = self._decide(request, snapshot, row, model, policy, config)
+        self.decisions.append(decision)
+        challenger = rollout.shadow()
+        if challenger is not None and self.shadow_log is not None:
+            self._shadow(request, snapshot, row, decision, challenger, policy, config)
+        return decision
+
+    def _judge(
+        self,
+        request: ScoreRequest,
+        snapshot: FeatureSnapshot,
+        row: npt.NDArray[np.float32],
+        model: FraudModel,
+        policy: Policy,
+        config: Snapshot,
+    ) -> _Judgement:
         probability = float(model.probabilities(row)[0])
         score = risk_score(probability)
         own = self._request_attributes(request, probability, score)
         # rules read the request's own attributes and every feature and model input
         inputs = row[0].tolist()
         attributes = {**snapshot.values, **dict(zip(INPUTS, inputs, strict=True)), **own}
-        config = self.config.snapshot()
         verdict = config.rules.evaluate(attributes, config.lists)
         level = policy.level(score)
         outcome: Outcome = verdict.action or policy.outcome(level)
+        return _Judgement(probability, score, level, outcome, verdict, own, inputs)
+
+    def _shadow(
+        self,
+        request: ScoreRequest,
+        snapshot: FeatureSnapshot,
+        row: npt.NDArray[np.float32],
+        decision: Decision,
+        challenger: FraudModel,
+        policy: Policy,
+        config: Snapshot,
+    ) -> None:
+        """The challenger judges the same inputs; logged, never returned, never failing the
+        request."""
+        assert self.shadow_log is not None
+        try:
+            other = self._judge(request, snapshot, row, challenger, policy, config)
+            self.shadow_log.append(
+                ShadowRecord(
+                    model=self.rollout.name,
+                    request_id=decision.decision_id,
+                    unit=request.customer_id,
+                    champion_version=decision.model_version,
+                    challenger_version=challenger.version,
+                    champion={
+                        "probability": decision.probability,
+                        "risk_score": decision.risk_score,
+                        "outcome": decision.outcome,
+                    },
+                    challenger={
+                        "probability": round(other.probability, 6),
+                        "risk_score": other.score,
+                        "outcome": other.outcome,
+                    },
+                )
+            )
+        except Exception:  # a broken challenger must not fail a checkout
+            log.exception("shadow scoring with challenger %s failed", challenger.version)
+
+    def _decide(
+        self,
+        request: ScoreRequest,
+        snapshot: FeatureSnapshot,
+        row: npt.NDArray[np.float32],
+        model: FraudModel,
+        policy: Policy,
+        config: Snapshot,
+    ) -> Decision:
+        j = self._judge(request, snapshot, row, model, policy, config)
+        probability, score, level, outcome, verdict, own, inputs = (
+            j.probability,
+            j.score,
+            j.level,
+            j.outcome,
+            j.verdict,
+            j.own,
+            j.inputs,
+        )
         reasons = (
             tuple(model.reasons(row[0], policy.reasons))
             if outcome != "allow" and policy.reasons
@@ -211,6 +297,17 @@ class FraudService:
             # and the feature store applies one label per transaction once
             degraded = not self.features.label(decision, fraud=True, reported_at=reported_at)
         return {**stored, "features_degraded": degraded, "replayed": not created}
+
+
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    probability: float
+    score: int
+    level: RiskLevel
+    outcome: Outcome
+    verdict: Verdict
+    own: dict[str, Any]
+    inputs: list[float]
 
 
 def _numbers(values: Mapping[str, float | str | None]) -> list[tuple[str, float]]:

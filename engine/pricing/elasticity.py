@@ -101,10 +101,24 @@ def _store(value: float) -> float | None:
 class Elasticities:
     def __init__(self, db: Database, *, poll_s: float = 30.0) -> None:
         self.db = db
-        self._latest = Reloading(db, _stamp, _load, poll_s=poll_s)
+        self.pinned: str | None = None  # the registry's champion fit, when there is one
+        self._latest = Reloading(db, self._stamp, _load, poll_s=poll_s)
 
     def latest(self) -> Fit:
+        """The fit the elasticity rule uses: the pinned one (the model registry's champion),
+        else the newest."""
         return self._latest.get()
+
+    def pin(self, fit_id: str | None) -> None:
+        """Use ``fit_id`` (None: the newest fit again) from the next request on."""
+        if fit_id != self.pinned:
+            self.pinned = fit_id
+            self._latest.invalidate()
+
+    def _stamp(self, s: Any) -> str | None:
+        if self.pinned is not None and s.get(ElasticityFit, self.pinned) is not None:
+            return self.pinned
+        return _stamp(s)
 
     def save(
         self,

@@ -28,6 +28,8 @@ from engine.recommend.catalog import CatalogCache, CatalogView
 from engine.recommend.log import RecItem, Recommendation, RecommendationLog
 from engine.recommend.shopper import ShopperPort, ShopperState
 from engine.recommend.widgets import MAX_K, Widget, WidgetStore
+from engine.rollout import Rollout
+from engine.rollout.log import ShadowLog, ShadowRecord
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -81,6 +83,8 @@ class Recommender:
         model: RecModelLike | None = None,
         segments: CustomerSegments | None = None,
         trials: RecTrials[RecModelLike] | None = None,
+        shadow_log: ShadowLog | None = None,
+        name: str = "recs",
     ) -> None:
         self.trials = trials  # running experiments on widgets and on the model
         self.segments = segments  # RFM segments, for widget audiences and promotions
@@ -88,12 +92,22 @@ class Recommender:
         self.catalog = catalog
         self.widgets = widgets
         self.log = log
-        self.model = model
+        self.shadow_log = shadow_log
+        self.rollout: Rollout[RecModelLike] = Rollout(name, model)
         self._allow_cache: dict[tuple[int, int, frozenset[str]], I64] = {}
         self._ids_cache: dict[tuple[int, ...], tuple[tuple[frozenset[str], ...], I64]] = {}
 
+    @property
+    def model(self) -> RecModelLike | None:
+        """The champion."""
+        return self.rollout.champion
+
     def use_model(self, model: RecModelLike | None) -> None:
-        self.model = model
+        """A new champion; the challenger and its rollout stay."""
+        self.use_rollout(self.rollout.with_champion(model))
+
+    def use_rollout(self, rollout: Rollout[RecModelLike]) -> None:
+        self.rollout = rollout  # one swap: requests in flight keep the models they read
         self._allow_cache.clear()
         self._ids_cache.clear()
 
@@ -111,9 +125,14 @@ class Recommender:
         channel: str | None = None,
     ) -> Recommendation:
         w = widget if isinstance(widget, Widget) else self.widgets.get(widget)
-        model, trial, fell_back = self.model, None, False
+        rollout = self.rollout
+        model, answered_by = rollout.answer(customer_id or session_id)
+        role: str = answered_by
+        trial, fell_back = None, False
         if self.trials is not None and not isinstance(widget, Widget):
             chosen = self.trials.choose(w, model, customer_id, session_id, log=log)
+            if chosen.model is not model:
+                role = "experiment"  # an experiment's variant model answers
             w, model, trial, fell_back = (
                 chosen.widget,
                 chosen.model,
@@ -135,12 +154,8 @@ class Recommender:
             category=scope,
             now=time.time() if now is None else now,
         )
-        ctx = self._context(w, view, state, customer_id, context_sku, category, k, model=model)
-        if w.needs_segment and self.segments is not None:
-            ctx = replace(ctx, segment=self.segments.rfm(customer_id))
-        steps = [w.strategy, *w.fallback] if w.serves(ctx.segment) else list(w.fallback)
-        candidates = self._candidates(ctx, steps, k)
-        items = self._promote(ctx, candidates, k)
+        args = (w, view, state, customer_id, context_sku, category, k)
+        items = self._answer(*args, model=model)
         rec = Recommendation(
             recommendation_id=new_id("rec"),
             widget=w.name,
@@ -155,7 +170,54 @@ class Recommender:
         )
         if log:
             self.log.append(rec)
+            challenger = rollout.shadow()
+            if challenger is not None and role == "champion" and self.shadow_log is not None:
+                self._shadow(rec, challenger, args, customer_id or session_id)
         return rec
+
+    def _answer(
+        self,
+        w: Widget,
+        view: CatalogView,
+        state: ShopperState,
+        customer_id: str | None,
+        context_sku: str | None,
+        category: str | None,
+        k: int,
+        *,
+        model: RecModelLike | None,
+    ) -> list[RecItem]:
+        ctx = self._context(w, view, state, customer_id, context_sku, category, k, model=model)
+        if w.needs_segment and self.segments is not None:
+            ctx = replace(ctx, segment=self.segments.rfm(customer_id))
+        steps = [w.strategy, *w.fallback] if w.serves(ctx.segment) else list(w.fallback)
+        candidates = self._candidates(ctx, steps, k)
+        return self._promote(ctx, candidates, k)
+
+    def _shadow(
+        self,
+        rec: Recommendation,
+        challenger: RecModelLike,
+        args: tuple[Widget, CatalogView, ShopperState, str | None, str | None, str | None, int],
+        unit: str | None,
+    ) -> None:
+        """The challenger answers the same request; logged beside, never shown."""
+        assert self.shadow_log is not None
+        try:
+            items = self._answer(*args, model=challenger)
+            self.shadow_log.append(
+                ShadowRecord(
+                    model=self.rollout.name,
+                    request_id=rec.recommendation_id,
+                    unit=unit,
+                    champion_version=rec.model_version or "none",
+                    challenger_version=challenger.version,
+                    champion={"widget": rec.widget, "items": [i.sku for i in rec.items]},
+                    challenger={"widget": rec.widget, "items": [i.sku for i in items]},
+                )
+            )
+        except Exception:  # a broken challenger must not break a widget
+            logger.exception("shadow recommendations by %s failed", challenger.version)
 
     def warm_up(self) -> None:
         """Answer every widget once before the first request (catalogue and widget snapshots,

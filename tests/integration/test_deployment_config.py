@@ -4,6 +4,7 @@ and model changes without a restart, all or nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ def replica(tmp_path: Path, fraud_model_dir: Path) -> Any:
     api.container.close()
 
 
-def test_reconfigure_applies_the_policy_and_reloads_models_only_when_asked(
-    replica: Any, fraud_model_dir: Path
+def test_reconfigure_applies_the_policy_and_loads_a_model_only_when_it_changes(
+    replica: Any, fraud_model_dir: Path, tmp_path: Path
 ) -> None:
     service = replica.container.fraud
     started = service.model
@@ -38,8 +39,13 @@ def test_reconfigure_applies_the_policy_and_reloads_models_only_when_asked(
     replica.reconfigure(config)  # Serve's call right after start: the model bootstrap loaded
     assert (service.policy.elevated_at, service.policy.highest_at) == (10, 20)
     assert service.model is started
-    replica.reconfigure(config)  # a later call re-resolves the model (an alias may have moved)
+    replica.reconfigure(config)  # the same directory again: nothing to load
+    assert service.model is started
+    other = tmp_path / "other-model"
+    shutil.copytree(fraud_model_dir, other)
+    replica.reconfigure({"fraud": {"model": str(other)}})  # another model: loaded and swapped
     assert service.model is not started and service.model.version == started.version
+    assert replica.container.lifecycle.status()["fraud"]["champion"] == str(other)
 
 
 def test_a_bad_user_config_changes_nothing(replica: Any) -> None:

@@ -254,7 +254,7 @@ def test_cli_trains_from_the_commerce_database(
     store: Database, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {"CARTWISE_DATA_DIR": str(data_dir), "CARTWISE_LOG_LEVEL": "WARNING"}
-    for key in ("CARTWISE_DATABASE_URL", "CARTWISE_MLFLOW_URI"):
+    for key in ("CARTWISE_DATABASE_URL", "CARTWISE_MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(key, raising=False)
     runner = CliRunner()
     params = json.dumps(GRID[0])

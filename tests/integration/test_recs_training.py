@@ -357,7 +357,7 @@ def test_cli_train_registers(
     cli: typer.Typer, raw: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CARTWISE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("CARTWISE_MLFLOW_URI", raising=False)
+    monkeypatch.delenv("CARTWISE_MLFLOW_TRACKING_URI", raising=False)
     path = tmp_path / "interactions.parquet"
     raw.to_parquet(path)
     params = json.dumps(FAST.as_dict())

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engine.errors import CartwiseError, NotFound, ValidationError
 
@@ -105,6 +105,13 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.artifacts = Path(artifacts)
         self.name = name
+
+    @classmethod
+    def of(cls, registry: ModelRegistry) -> Self:
+        """``registry`` as this kind (the same MLflow model; this kind's files)."""
+        if isinstance(registry, cls):
+            return registry
+        return cls(registry.tracking_uri, registry.artifacts, registry.name)
 
     # --- MLflow ---------------------------------------------------------------------------------
 

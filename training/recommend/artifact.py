@@ -211,9 +211,3 @@ class RecsRegistry(ModelRegistry):
     a version's directory must hold ``artifact.FILES``."""
 
     files = FILES
-
-    @classmethod
-    def of(cls, registry: ModelRegistry) -> RecsRegistry:
-        if isinstance(registry, RecsRegistry):
-            return registry
-        return cls(registry.tracking_uri, registry.artifacts, registry.name)

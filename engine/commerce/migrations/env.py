@@ -9,7 +9,8 @@ import engine.crm.schema
 import engine.experiments.schema
 import engine.fraud.schema
 import engine.pricing.schema
-import engine.recommend.schema  # noqa: F401  (registers the recommendation and pricing tables)
+import engine.recommend.schema
+import engine.rollout.schema  # noqa: F401  (registers the tables of every domain)
 from engine.commerce.schema import Base
 
 config = context.config
