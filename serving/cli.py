@@ -21,6 +21,7 @@ from serving.cli_channels import DemoKeys, channels_app, demo_keys
 from serving.cli_common import console, settings_from_env, write_private
 from serving.cli_crm import customers_app, print_segments
 from serving.cli_fraud import fraud_app, train_demo_model
+from serving.cli_models import models_app, train_command
 from serving.cli_pricing import pricing_app
 from serving.cli_recs import recs_app, train_demo_recommender
 from serving.settings import Settings
@@ -40,6 +41,8 @@ app.add_typer(recs_app, name="recs")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(customers_app, name="customers")
 app.add_typer(channels_app, name="channels")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
 
 
 @db_app.command("upgrade")

@@ -77,6 +77,7 @@ def create_app(container: Container) -> FastAPI:
             "redis": redis_ok,
             "feature_backlog": asdict(backlog),
             "admission": request.app.state.gate.status(),
+            "models": box.lifecycle.status() if box.lifecycle is not None else {},
             "versions": box.versions,
         }
 

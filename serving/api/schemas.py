@@ -295,10 +295,24 @@ class AdmissionOut(BaseModel):
     shed_checkout: int = Field(description="Of them, checkouts (fraud scores, orders).")
 
 
+class ServedModelOut(BaseModel):
+    model: str = Field(description="The registered model's name.")
+    spec: str = Field(description="What the replica follows: an alias, a version or a directory.")
+    champion: str | None = Field(description="The version (or directory) answering requests.")
+    challenger: str | None = Field(description="The challenger loaded beside it, if rolled out.")
+    rollout: Literal["off", "shadow", "canary"]
+    share: float = Field(description="The challenger's share of customers under canary.")
+    checked_at: float | None = Field(description="When the registry was last read (Unix time).")
+    error: str | None = Field(description="Why the last registry read or model load failed.")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     redis: bool
     feature_backlog: BacklogOut
     admission: AdmissionOut
+    models: dict[str, ServedModelOut] = Field(
+        default_factory=dict, description="What this replica serves, per kind."
+    )
     versions: dict[str, str]

@@ -118,6 +118,7 @@ class ModelRegistry:
     @cached_property
     def client(self) -> Any:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with _quiet():
             from mlflow import MlflowClient
 
