@@ -5,11 +5,12 @@ users of the evaluation split."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
 
+from training.recommend.als import matrix
 from training.recommend.metrics import Sparse, coverage_curve, curves
 from training.reporting.page import (
     Header,
@@ -21,6 +22,9 @@ from training.reporting.page import (
     render,
     table,
 )
+
+if TYPE_CHECKING:
+    from training.recommend.train import Evaluation
 
 Recs = Mapping[str, npt.NDArray[np.integer[Any]]]
 HEAD_SHARE = 0.1  # "the most popular items": the top tenth of the catalogue
@@ -153,3 +157,12 @@ def recs_report(
             _popularity(recommended, relevant, np.asarray(item_counts)),
         ]
     return render(sections, header, default_title="Recommender")
+
+
+def evaluation_report(ev: Evaluation, **header: Unpack[Header]) -> str:
+    """``recs_report`` of an evaluation's ALS and popularity recommendations on its test
+    users, popularity being each item's number of training users."""
+    truth = matrix(ev.test_pairs, ev.encoded.shape)[ev.test_users]
+    popularity = np.bincount(ev.train_pairs["item"], minlength=ev.encoded.shape[1])
+    recommended = {"ALS": ev.recommendations, "popularity": ev.baseline_recommendations}
+    return recs_report(recommended, truth, popularity, **header)
