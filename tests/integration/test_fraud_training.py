@@ -218,6 +218,33 @@ def test_a_worse_model_is_registered_but_does_not_replace_the_champion(trained: 
     )
 
 
+FRAUD_SECTIONS = (
+    "Metrics",
+    "Parameters",
+    "Data snapshot",
+    "ROC curve",
+    "Precision-recall curve",
+    "Calibration",
+    "Feature importance (gain, top 20)",
+    "Score distribution by label",
+)
+
+
+def test_every_run_has_its_training_report(trained: Trained, tmp_path: Path) -> None:
+    registry, client = trained.registry, trained.registry.client
+    for result in (trained.first, trained.second):
+        run_id = client.get_model_version(registry.name, result.version).run_id
+        dest = tmp_path / result.version
+        dest.mkdir()
+        html = Path(client.download_artifacts(run_id, "report.html", str(dest))).read_text()
+        assert f"fraud-test — version {result.version}" in html
+        assert [t for t in FRAUD_SECTIONS if f"<h2>{t}</h2>" not in html] == []
+        assert html.count("data:image/png;base64,") == 5 and 'class="note"' not in html
+        assert "report.html" in client.get_run(run_id).data.tags["mlflow.note.content"]
+    assert ">champion_average_precision<" in html  # the second run, beside champion v1
+    assert ">data.sha256<" in html and ">xgboost.max_depth<" in html
+
+
 def test_fetch_gives_a_loadable_model_of_the_right_version(
     trained: Trained, tmp_path: Path
 ) -> None:

@@ -277,6 +277,13 @@ def test_train_writes_the_artifact_and_promotes_only_when_better(
     assert art["popularity"].sum() > 0
     assert art["items"] == sorted(art["items"])
 
+    run_id = registry.client.get_model_version(registry.name, "1").run_id
+    local = registry.client.download_artifacts(run_id, "report.html", str(tmp_path))
+    html = Path(local).read_text()
+    for title in ("Precision and recall at k = 1..10", "Catalogue coverage", "Popularity bias"):
+        assert f"<h2>{title}</h2>" in html
+    assert html.count("data:image/png;base64,") == 3 and "cartwise-recs — version 1" in html
+
     # the same data again: not strictly better, the champion stays
     second = train(events, registry=registry, params=FAST, refit=False)
     assert second.version == "2" and not second.promoted

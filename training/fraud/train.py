@@ -12,10 +12,12 @@ also hold ``delay_days + folds * test_days`` days before the training window; on
 the training window comes first (one fold, then fewer training days).
 
 The model is exported to ONNX (checked equal to XGBoost), its ROC and precision-recall curves
-are drawn on the test window, and it is logged and registered as a new version.  It becomes the
-``champion`` if there is none, if the champion cannot be loaded or was trained on other inputs,
-or if on the same test rows, with the same inputs, its average precision is strictly higher than
-the champion's (ONNX scores for both).  A tie keeps the champion.
+are drawn on the test window, and it is logged and registered as a new version with its
+training report (``training.reporting.fraud``: curves, calibration, gain importance and score
+distribution on the test window, beside the champion's) as the run's ``report.html``.  It
+becomes the ``champion`` if there is none, if the champion cannot be loaded or was trained on
+other inputs, or if on the same test rows, with the same inputs, its average precision is
+strictly higher than the champion's (ONNX scores for both).  A tie keeps the champion.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from training.fraud.backtest import FIXED, GRID, Params, Prepared, prepare, run
 from training.fraud.export import export
 from training.fraud.protocol import Protocol, known_compromised_mask, metrics
 from training.fraud.registry import ModelRegistry, RegistryError
+from training.reporting import fraud_report, gain_importance
+from training.reporting.fraud import pr_figure, roc_figure
+from training.reporting.page import png
 from training.snapshot import snapshot
 
 Progress = Callable[[str], None]
@@ -191,27 +196,9 @@ def _curves(
     test: _Test, scores: Mapping[str, npt.NDArray[np.float64]], directory: Path
 ) -> dict[str, Path]:
     """ROC and precision-recall curves of each scored model on the test rows, as PNG."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
-
-    roc, pr = Figure(figsize=(5, 5)), Figure(figsize=(5, 5))
-    ax_roc, ax_pr = roc.subplots(), pr.subplots()
-    for name, score in scores.items():
-        fpr, tpr, _ = roc_curve(test.label, score)
-        ax_roc.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
-        precision, recall, _ = precision_recall_curve(test.label, score)
-        ax_pr.step(recall, precision, where="post", label=name)
-    ax_roc.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test window")
-    base = float(test.label.mean())
-    ax_pr.axhline(base, linestyle=":", color="grey", label=f"fraud share {base:.3f}")
-    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, test window")
-    for ax in (ax_roc, ax_pr):
-        ax.legend(loc="lower right" if ax is ax_roc else "upper right")
-        ax.grid(alpha=0.3)
     paths = {"roc": directory / "roc.png", "pr": directory / "pr.png"}
-    roc.savefig(paths["roc"], dpi=100, bbox_inches="tight")
-    pr.savefig(paths["pr"], dpi=100, bbox_inches="tight")
+    paths["roc"].write_bytes(png(roc_figure(test.label, scores)))
+    paths["pr"].write_bytes(png(pr_figure(test.label, scores)))
     return paths
 
 
@@ -309,21 +296,33 @@ def train(
         logged = {k: v for k, v in logged.items() if math.isfinite(v)}
         _update_meta(work / "model", new)
         plots = _curves(test, scores, work)
+        data_snapshot = snapshot(raw, "timestamp")
+        params = {
+            "xgboost": backtest.params,
+            "fixed": FIXED,
+            "protocol": _protocol_dict(protocol),
+            "folds": folds,
+            "grid_size": len(grid),
+            "data_from": datetime.fromtimestamp(float(data.ts.min()), UTC).isoformat(),
+            "data_to": datetime.fromtimestamp(float(data.ts.max()), UTC).isoformat(),
+        }
+        importance = gain_importance(backtest.model.get_booster())
         say("registering…")
         version = registry.log_and_register(
             work / "model",
             metrics=logged,
-            params={
-                "xgboost": backtest.params,
-                "fixed": FIXED,
-                "protocol": _protocol_dict(protocol),
-                "folds": folds,
-                "grid_size": len(grid),
-                "data_from": datetime.fromtimestamp(float(data.ts.min()), UTC).isoformat(),
-                "data_to": datetime.fromtimestamp(float(data.ts.max()), UTC).isoformat(),
-                **snapshot(raw, "timestamp"),
-            },
+            params={**params, **data_snapshot},
             plots=plots,
+            report=lambda v: fraud_report(
+                test.label,
+                scores,
+                title=registry.name,
+                version=v,
+                importance=importance,
+                metrics=logged,
+                params=params,
+                snapshot=data_snapshot,
+            ),
             tags={
                 **(tags or {}),
                 "promoted": str(promoted).lower(),

@@ -157,3 +157,33 @@ def ranking_metrics(
         "coverage": coverage(top, catalogue_size),
         "users": float(hit.shape[0]),
     }
+
+
+def curves(recommended: Any, relevant: Any, k: int) -> dict[str, npt.NDArray[np.float64]]:
+    """``precision`` and ``recall`` at 1..k (index ``j`` is @``j + 1``), from one pass; the
+    value at ``k`` is ``ranking_metrics``'s."""
+    hit, n = hits(recommended, relevant, k)
+    if hit.shape[0] == 0:
+        return {"precision": np.zeros(k), "recall": np.zeros(k)}
+    found = np.cumsum(hit, axis=1, dtype=np.float64)
+    ranks = np.arange(1, k + 1, dtype=np.float64)
+    return {
+        "precision": (found / ranks).mean(axis=0),
+        "recall": (found / np.maximum(n, 1)[:, None]).mean(axis=0),
+    }
+
+
+def coverage_curve(
+    recommended: npt.NDArray[np.integer[Any]], k: int, catalogue_size: int
+) -> npt.NDArray[np.float64]:
+    """Catalogue coverage of the top 1..k (``coverage(recommended[:, :j], …)`` at index
+    ``j - 1``; ids < 0 are padding)."""
+    if catalogue_size <= 0:
+        return np.zeros(k)
+    top = np.asarray(recommended)[:, :k]
+    rank = np.broadcast_to(np.arange(1, top.shape[1] + 1), top.shape)
+    keep = top >= 0
+    first = np.full(catalogue_size, k + 1, dtype=np.int64)  # the best rank each item reached
+    np.minimum.at(first, top[keep], rank[keep])
+    reached = np.bincount(first, minlength=k + 2)[1 : k + 1]
+    return np.cumsum(reached) / catalogue_size

@@ -13,10 +13,12 @@ recommended).
 chosen parameters on *all* pairs (``refit=True``, the default: the newest interactions are the
 ones that matter most to a shopper; ``refit=False`` ships the model that was evaluated); the
 metrics in ``model.json`` and in the registry are those of the evaluated model.  The artifact
-(``training.recommend.artifact``) is written, logged to MLflow and registered as a new version;
-it becomes ``champion`` if there is none, if the champion's run has no ``ndcg_at_10``, or if
-its test NDCG@10 is strictly higher than the champion's (each measured on its own training
-data's test split: the registry holds metrics, not the data they were measured on).
+(``training.recommend.artifact``) is written, logged to MLflow with its training report
+(``training.reporting.recs``: precision and recall at k = 1..10, coverage and popularity bias of
+ALS and the baseline on the test users) and registered as a new version; it becomes
+``champion`` if there is none, if the champion's run has no ``ndcg_at_10``, or if its test
+NDCG@10 is strictly higher than the champion's (each measured on its own training data's test
+split: the registry holds metrics, not the data they were measured on).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from training.recommend.artifact import (
 from training.recommend.data import EVENT_WEIGHTS, summary
 from training.recommend.metrics import ranking_metrics
 from training.recommend.split import SPLITS, split
+from training.reporting.recs import evaluation_report
 from training.snapshot import snapshot
 
 Progress = Callable[[str], None]
@@ -77,6 +80,7 @@ class Evaluation:
     test_pairs: pd.DataFrame
     test_users: npt.NDArray[np.int64]
     recommendations: npt.NDArray[np.int64]  # ALS top k of each test user, -1 padded
+    baseline_recommendations: npt.NDArray[np.int64]  # the popularity baseline's, likewise
     model: AlsModel  # fitted on the training pairs
     cold_users: int
     k: int
@@ -212,6 +216,7 @@ def evaluate(
         test_pairs=test_pairs,
         test_users=test_users,
         recommendations=recs,
+        baseline_recommendations=popular,
         model=model,
         cold_users=int(np.count_nonzero(has_test & ~has_train)),
         k=k,
@@ -350,19 +355,28 @@ def train(
             promoted = better and promote
             if better and not promote:
                 reason = f"{reason}; promotion disabled"
+            data_snapshot = snapshot(events, "timestamp")
+            run_params = {
+                "als": ev.params.as_dict(),
+                "split": split,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "fit_on": extra["fit_on"],
+                "trials": len(ev.choice.trials),
+            }
             version = recs.log_and_register(
                 directory,
                 metrics=metrics,
-                params={
-                    "als": ev.params.as_dict(),
-                    "split": split,
-                    "test_fraction": test_fraction,
-                    "seed": seed,
-                    "fit_on": extra["fit_on"],
-                    "trials": len(ev.choice.trials),
-                    **snapshot(events, "timestamp"),
-                },
+                params={**run_params, **data_snapshot},
                 plots={},
+                report=lambda v: evaluation_report(
+                    ev,
+                    version=v,
+                    title=recs.name,
+                    metrics=metrics,
+                    params=run_params,
+                    snapshot=data_snapshot,
+                ),
                 tags={**(tags or {}), "promoted": str(promoted).lower(), "reason": reason},
             )
             if promoted:
