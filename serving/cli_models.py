@@ -172,6 +172,7 @@ def _train_one(
     else:
         from training.pricing.history import daily_sales
         from training.pricing.train import train as train_pricing
+        from training.reporting import pricing_report
 
         fit = train_pricing(
             daily_sales(container.db),
@@ -179,7 +180,7 @@ def _train_one(
             registry=registry,
             promote=not had_champion,
             tags={"data": "commerce-db"},
-            report=_pricing_report(),
+            report=pricing_report,
             progress=say,
         )
         assert fit.version is not None
@@ -198,14 +199,6 @@ def _train_one(
         "reason": reason,
         "seconds": round(time.perf_counter() - started, 1),
     }
-
-
-def _pricing_report() -> Callable[..., str] | None:
-    try:
-        from training.reports import pricing_report
-    except ImportError:
-        return None
-    return pricing_report
 
 
 # --- the registry ---------------------------------------------------------------------------
