@@ -70,6 +70,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int, key: str) -> dic
     status_of: list[str] = []
     statuses: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
+    versions: Counter[str] = Counter()  # the model versions that answered
     lock = threading.Lock()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
 
@@ -82,18 +83,21 @@ def run(url: str, rps: float, seconds: float, concurrency: int, key: str) -> dic
                 conn.request("POST", "/v1/fraud/score", bodies[i], headers)
                 r = conn.getresponse()
                 data = r.read()
-                status, outcome = str(r.status), None
+                status, outcome, version = str(r.status), None, None
                 if r.status == 200:
-                    outcome = json.loads(data).get("outcome")
+                    body = json.loads(data)
+                    outcome, version = body.get("outcome"), body.get("model_version")
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 conn.close()
                 conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-                status, outcome = type(exc).__name__, None
+                status, outcome, version = type(exc).__name__, None, None
             done = time.perf_counter()
             with lock:
                 statuses[status] += 1
                 if outcome:
                     outcomes[outcome] += 1
+                if version:
+                    versions[version] += 1
                 latencies.append(done - at)
                 service.append(done - sent)
                 due_at.append(at)
@@ -140,6 +144,7 @@ def run(url: str, rps: float, seconds: float, concurrency: int, key: str) -> dic
         "shed_share": float((codes == "503").mean()) if len(codes) else 0.0,
         "latency_ms_by_status": by_status,
         "outcomes": dict(outcomes),
+        "model_versions": dict(versions),
         "timeline": _timeline(np.array(due_at) - start, lat),
     }
 

@@ -109,11 +109,19 @@ def fit_elasticity(
 def elasticities(
     level: Annotated[str | None, typer.Option(help="category or sku")] = None,
 ) -> None:
-    """The newest fit's estimates."""
+    """The estimates of the fit in use: the model registry's pricing champion, else the newest."""
     from serving.bootstrap import bootstrap
+    from serving.cli_models import registry_for
+    from training.pricing.train import fit_of
 
-    container = bootstrap(settings_from_env(), load_models=False)
+    settings = settings_from_env()
+    container = bootstrap(settings, load_models=False)
     try:
+        _, registry = registry_for(settings, "pricing")
+        champion = registry.state().champion
+        if champion is not None:
+            dest = settings.data_dir / "models" / registry.name
+            container.pricing.elasticities.pin(fit_of(registry.fetch(champion, dest)))
         fit = container.pricing.elasticities.latest()
     finally:
         container.close()
