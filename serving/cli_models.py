@@ -7,9 +7,10 @@ Serving follows every change here within ``CARTWISE_MODEL_POLL_S`` seconds, with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -202,6 +203,19 @@ def _train_one(
 
 
 # --- the registry ---------------------------------------------------------------------------
+NameArg = Annotated[str, typer.Argument(help="fraud, recs or pricing (or a registered name).")]
+VersionArg = Annotated[str, typer.Argument(help="A version or an alias.")]
+
+
+@contextlib.contextmanager
+def _model(name: str) -> Iterator[tuple[Settings, str, ModelRegistry]]:
+    """(settings, kind, registry) of ``name``; a refused step prints its error and exits 2."""
+    settings = settings_from_env()
+    try:
+        kind, registry = registry_for(settings, name)
+        yield settings, kind, registry
+    except CartwiseError as exc:
+        raise fail(Console(stderr=True), exc) from None
 
 
 def _fmt(value: Any) -> str:
@@ -241,50 +255,29 @@ def models_list(
 
 
 @models_app.command("show")
-def models_show(
-    name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")],
-    version: Annotated[str, typer.Argument(help="A version or an alias.")] = "champion",
-) -> None:
+def models_show(name: NameArg, version: VersionArg = "champion") -> None:
     """A version's aliases, parameters (with its data snapshot), metrics and tags, as JSON."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        _, registry = registry_for(settings, name)
+    with _model(name) as (_, _, registry):
         print(json.dumps(registry.show(version), indent=2, default=str))
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
 
 
 @models_app.command("report")
-def models_report(
-    name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")],
-    version: Annotated[str, typer.Argument(help="A version or an alias.")] = "champion",
-) -> None:
+def models_report(name: NameArg, version: VersionArg = "champion") -> None:
     """Download a version's HTML training report and print where it is."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        _, registry = registry_for(settings, name)
+    with _model(name) as (settings, _, registry):
         path = registry.report(version, settings.data_dir / "reports")
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     print(path.resolve())
 
 
 @models_app.command("promote")
 def models_promote(
-    name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")],
+    name: NameArg,
     version: Annotated[str, typer.Argument(help="The version to make the champion.")],
 ) -> None:
     """Make a version the champion; serving switches within the poll interval."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        _, registry = registry_for(settings, name)
+    with _model(name) as (settings, _, registry):
         before = registry.state().champion
         registry.set_champion(_version(registry, version))
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     console.print(
         f"{registry.name}: champion v{before or '-'} -> v{registry.state().champion}; "
         f"replicas switch within {settings.model_poll_s:g} s"
@@ -292,38 +285,28 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback(name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")]) -> None:
+def models_rollback(name: NameArg) -> None:
     """Make the previous champion the champion again."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        _, registry = registry_for(settings, name)
+    with _model(name) as (_, _, registry):
         was, now = registry.rollback()
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     console.print(f"{registry.name}: champion v{was} -> v{now} (rolled back)")
 
 
 @models_app.command("challenge")
 def models_challenge(
-    name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")],
+    name: NameArg,
     version: Annotated[str, typer.Argument(help="The version to name challenger.")],
 ) -> None:
     """Name a version the challenger (training names each new version that did not become
     champion)."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        _, registry = registry_for(settings, name)
+    with _model(name) as (_, _, registry):
         registry.set_challenger(_version(registry, version))
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     console.print(f"{registry.name}: challenger v{registry.state().challenger}")
 
 
 @models_app.command("rollout")
 def models_rollout(
-    name: Annotated[str, typer.Argument(help="fraud or recs.")],
+    name: NameArg,
     mode: Annotated[str, typer.Argument(help="off, shadow or canary.")],
     share: Annotated[
         float, typer.Option(help="Under canary: the challenger's share of customers, 0-1.")
@@ -331,10 +314,7 @@ def models_rollout(
 ) -> None:
     """Roll the challenger out: ``shadow`` scores every request beside the champion and logs
     it; ``canary`` lets it answer a share of customers (each customer always on one side)."""
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        kind, registry = registry_for(settings, name)
+    with _model(name) as (_, kind, registry):
         if kind == "pricing" and mode != "off":
             raise ValidationError(
                 "an elasticity fit is used by the batch reprice, not per request: compare it "
@@ -343,8 +323,6 @@ def models_rollout(
             )
         registry.set_rollout(mode, share if mode == "canary" else 0.0)
         state = registry.state()
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     extra = f" {state.share:.0%} of customers" if state.mode == "canary" else ""
     console.print(
         f"{registry.name}: challenger v{state.challenger or '-'} rollout {state.mode}{extra}"
@@ -368,10 +346,7 @@ def models_compare(
     metrics each was registered with, and online from the shadow and canary logs; as JSON."""
     from serving.bootstrap import bootstrap
 
-    settings = settings_from_env()
-    err = Console(stderr=True)
-    try:
-        kind, registry = registry_for(settings, name)
+    with _model(name) as (settings, kind, registry):
         state = registry.state()
         champion, challenger = state.champion, against or state.challenger
         if champion is None or challenger is None:
@@ -383,12 +358,10 @@ def models_compare(
         challenger = _version(registry, challenger)
         container = bootstrap(settings, migrate=False, load_models=False)
         try:
-            with err.status("comparing…"):
+            with Console(stderr=True).status("comparing…"):
                 out = _compare(settings, container, kind, registry, champion, challenger, days)
         finally:
             container.close()
-    except CartwiseError as exc:
-        raise fail(err, exc) from None
     print(json.dumps(out, indent=2, default=str))
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -102,23 +102,16 @@ class FraudService:
         store = {k: np.array([v], dtype=np.float64) for k, v in _numbers(snapshot.values)}
         ts = request.ts.timestamp()
         row = assemble(store, np.array([float(request.amount)]), np.array([ts]))
-        config = self.config.snapshot()
-        decision = self._decide(request, snapshot, row, model, policy, config)
+        case = _Case(request, snapshot, row, policy, self.config.snapshot())
+        decision = self._decide(case, model)
         self.decisions.append(decision)
         challenger = rollout.shadow()
         if challenger is not None and self.shadow_log is not None:
-            self._shadow(request, snapshot, row, decision, challenger, policy, config)
+            self._shadow(case, decision, challenger)
         return decision
 
-    def _judge(
-        self,
-        request: ScoreRequest,
-        snapshot: FeatureSnapshot,
-        row: npt.NDArray[np.float32],
-        model: FraudModel,
-        policy: Policy,
-        config: Snapshot,
-    ) -> _Judgement:
+    def _judge(self, case: _Case, model: FraudModel) -> _Judgement:
+        request, snapshot, row, policy, config = case
         probability = float(model.probabilities(row)[0])
         score = risk_score(probability)
         own = self._request_attributes(request, probability, score)
@@ -130,26 +123,17 @@ class FraudService:
         outcome: Outcome = verdict.action or policy.outcome(level)
         return _Judgement(probability, score, level, outcome, verdict, own, inputs)
 
-    def _shadow(
-        self,
-        request: ScoreRequest,
-        snapshot: FeatureSnapshot,
-        row: npt.NDArray[np.float32],
-        decision: Decision,
-        challenger: FraudModel,
-        policy: Policy,
-        config: Snapshot,
-    ) -> None:
+    def _shadow(self, case: _Case, decision: Decision, challenger: FraudModel) -> None:
         """The challenger judges the same inputs; logged, never returned, never failing the
         request."""
         assert self.shadow_log is not None
         try:
-            other = self._judge(request, snapshot, row, challenger, policy, config)
+            other = self._judge(case, challenger)
             self.shadow_log.append(
                 ShadowRecord(
                     model=self.rollout.name,
                     request_id=decision.decision_id,
-                    unit=request.customer_id,
+                    unit=case.request.customer_id,
                     champion_version=decision.model_version,
                     challenger_version=challenger.version,
                     champion={
@@ -167,16 +151,9 @@ class FraudService:
         except Exception:  # a broken challenger must not fail a checkout
             log.exception("shadow scoring with challenger %s failed", challenger.version)
 
-    def _decide(
-        self,
-        request: ScoreRequest,
-        snapshot: FeatureSnapshot,
-        row: npt.NDArray[np.float32],
-        model: FraudModel,
-        policy: Policy,
-        config: Snapshot,
-    ) -> Decision:
-        j = self._judge(request, snapshot, row, model, policy, config)
+    def _decide(self, case: _Case, model: FraudModel) -> Decision:
+        request, snapshot, row, policy, _ = case
+        j = self._judge(case, model)
         probability, score, level, outcome, verdict, own, inputs = (
             j.probability,
             j.score,
@@ -297,6 +274,16 @@ class FraudService:
             # and the feature store applies one label per transaction once
             degraded = not self.features.label(decision, fraud=True, reported_at=reported_at)
         return {**stored, "features_degraded": degraded, "replayed": not created}
+
+
+class _Case(NamedTuple):
+    """One payment as every model judges it: the same inputs, rules and policy."""
+
+    request: ScoreRequest
+    snapshot: FeatureSnapshot
+    row: npt.NDArray[np.float32]
+    policy: Policy
+    config: Snapshot
 
 
 @dataclass(frozen=True, slots=True)

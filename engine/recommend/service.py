@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +71,18 @@ class _Context:
     allowed: frozenset[str]
     segment: str | None = None  # the customer's RFM segment (read when the widget needs it)
     model: RecModelLike | None = None  # the champion, or an experiment variant's model
+
+
+class _Ask(NamedTuple):
+    """One request, as the champion and a shadowing challenger both answer it."""
+
+    widget: Widget
+    view: CatalogView
+    state: ShopperState
+    customer_id: str | None
+    context_sku: str | None
+    category: str | None
+    k: int
 
 
 class Recommender:
@@ -154,8 +166,8 @@ class Recommender:
             category=scope,
             now=time.time() if now is None else now,
         )
-        args = (w, view, state, customer_id, context_sku, category, k)
-        items = self._answer(*args, model=model)
+        ask = _Ask(w, view, state, customer_id, context_sku, category, k)
+        items = self._answer(ask, model)
         rec = Recommendation(
             recommendation_id=new_id("rec"),
             widget=w.name,
@@ -172,39 +184,29 @@ class Recommender:
             self.log.append(rec)
             challenger = rollout.shadow()
             if challenger is not None and role == "champion" and self.shadow_log is not None:
-                self._shadow(rec, challenger, args, customer_id or session_id)
+                self._shadow(rec, challenger, ask, customer_id or session_id)
         return rec
 
-    def _answer(
-        self,
-        w: Widget,
-        view: CatalogView,
-        state: ShopperState,
-        customer_id: str | None,
-        context_sku: str | None,
-        category: str | None,
-        k: int,
-        *,
-        model: RecModelLike | None,
-    ) -> list[RecItem]:
-        ctx = self._context(w, view, state, customer_id, context_sku, category, k, model=model)
+    def _answer(self, ask: _Ask, model: RecModelLike | None) -> list[RecItem]:
+        w = ask.widget
+        ctx = self._context(ask, model)
         if w.needs_segment and self.segments is not None:
-            ctx = replace(ctx, segment=self.segments.rfm(customer_id))
+            ctx = replace(ctx, segment=self.segments.rfm(ask.customer_id))
         steps = [w.strategy, *w.fallback] if w.serves(ctx.segment) else list(w.fallback)
-        candidates = self._candidates(ctx, steps, k)
-        return self._promote(ctx, candidates, k)
+        candidates = self._candidates(ctx, steps, ask.k)
+        return self._promote(ctx, candidates, ask.k)
 
     def _shadow(
         self,
         rec: Recommendation,
         challenger: RecModelLike,
-        args: tuple[Widget, CatalogView, ShopperState, str | None, str | None, str | None, int],
+        ask: _Ask,
         unit: str | None,
     ) -> None:
         """The challenger answers the same request; logged beside, never shown."""
         assert self.shadow_log is not None
         try:
-            items = self._answer(*args, model=challenger)
+            items = self._answer(ask, challenger)
             self.shadow_log.append(
                 ShadowRecord(
                     model=self.rollout.name,
@@ -232,18 +234,8 @@ class Recommender:
             logger.warning("recommendations warm-up skipped: %s", exc.message)
 
     # --- one request -----------------------------------------------------------------------
-    def _context(
-        self,
-        w: Widget,
-        view: CatalogView,
-        state: ShopperState,
-        customer_id: str | None,
-        context_sku: str | None,
-        category: str | None,
-        k: int,
-        *,
-        model: RecModelLike | None = None,
-    ) -> _Context:
+    def _context(self, ask: _Ask, model: RecModelLike | None) -> _Context:
+        w, view, state, customer_id, context_sku, category, k = ask
         out_of_stock = state.out_of_stock if w.in_stock_only else frozenset()
         extra = (
             {t.sku for t in state.recent if t.type in PURCHASED} if w.exclude_purchased else set()

@@ -255,8 +255,8 @@ def elasticities(
     level: Annotated[Literal["category", "sku"] | None, Query()] = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """The newest elasticity fit: each estimate with its standard error, 95 % interval,
-    observations and status (``cartwise pricing fit-elasticity`` makes one)."""
+    """The elasticity fit in use (the model registry's pricing champion, else the newest): each
+    estimate with its standard error, 95 % interval, observations and status."""
     fit = box.pricing.elasticities.latest()
     estimates = [
         e.public()
