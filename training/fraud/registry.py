@@ -356,9 +356,10 @@ class ModelRegistry:
     def state(self) -> RegistryState:
         """Aliases and rollout in one call (what a serving replica polls).  A local registry
         whose file does not exist yet is empty: it is not created (nor migrated) for a read."""
-        if self.tracking_uri.startswith("sqlite:///") and not Path(
-            self.tracking_uri.removeprefix("sqlite:///")
-        ).exists():
+        if (
+            self.tracking_uri.startswith("sqlite:///")
+            and not Path(self.tracking_uri.removeprefix("sqlite:///")).exists()
+        ):
             return RegistryState()
         from mlflow.exceptions import MlflowException
 
