@@ -157,6 +157,23 @@ def test_shadow_logs_the_challenger_and_compare_reads_it(app: AppProcess) -> Non
     _wait(app, "fraud", lambda m: m["rollout"] == "off")
 
 
+def test_recommendations_in_shadow_are_logged_beside_the_champions(app: AppProcess) -> None:
+    app.cli("models", "challenge", "recs", "2")
+    app.cli("models", "rollout", "recs", "shadow")
+    _wait(app, "recs", lambda m: m["rollout"] == "shadow" and m["challenger"] == "2")
+    with httpx.Client(base_url=app.url, headers=ADMIN, timeout=10) as http:
+        for i in range(20):
+            r = http.get(f"/v1/recommendations/shadow-{i}", params={"k": 5})
+            assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    report = json.loads(app.cli("models", "compare", "recs"))
+    shadow = report["shadow"]
+    assert shadow["requests"] >= 20 and shadow["versions"] == ["1/2"]
+    # both versions were trained on the same rows with the same seed: the same lists
+    assert shadow["mean_list_overlap"] == 1.0
+    app.cli("models", "rollout", "recs", "off")
+    _wait(app, "recs", lambda m: m["rollout"] == "off")
+
+
 def test_canary_answers_a_sticky_share_of_customers(app: AppProcess) -> None:
     app.cli("models", "challenge", "fraud", "2")
     app.cli("models", "rollout", "fraud", "canary", "--share", "0.5")
