@@ -25,10 +25,12 @@ def snapshot(frame: pd.DataFrame, time_column: str, prefix: str = "data") -> dic
     }
     if rows and time_column in frame:
         ts = frame[time_column]
-        if not pd.api.types.is_datetime64_any_dtype(ts) and not isinstance(ts.iloc[0], datetime):
+        if pd.api.types.is_numeric_dtype(ts.dtype):  # seconds since the epoch
             ts = pd.to_datetime(ts, unit="s", utc=True)
-        else:
+        elif pd.api.types.is_datetime64_any_dtype(ts) or isinstance(ts.iloc[0], datetime):
             ts = pd.to_datetime(ts, utc=True)
+        else:  # ISO 8601 text, as an imported file has it (naive means UTC)
+            ts = pd.to_datetime(ts, utc=True, format="ISO8601")
         out[f"{prefix}.from"] = ts.min().to_pydatetime().astimezone(UTC).isoformat()
         out[f"{prefix}.to"] = ts.max().to_pydatetime().astimezone(UTC).isoformat()
     return out
