@@ -25,7 +25,6 @@ import math
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,15 +57,11 @@ from features.offline import (
 )
 from features.offline_kernels import default_of
 from features.store import FeatureStore
+from tests.datasets import HANDBOOK
 
 pytestmark = pytest.mark.integration
 
 URL = os.environ.get("CARTWISE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-# the data sets live beside the repository (../shared/datasets), never inside it
-DATASETS = Path(
-    os.environ.get("CARTWISE_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")
-)
-HANDBOOK = str(DATASETS / "fraud-handbook" / "transactions.csv.gz")
 BASE = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
 TX_ENTITIES = TRANSACTION_ENTITIES
 IX_ENTITIES = INTERACTION_ENTITIES
@@ -288,7 +283,7 @@ def test_generated_transactions_match_redis(
 def handbook_slice() -> pd.DataFrame:
     """The first ~47 days (450k rows), keeping every transaction of 50 terminals and 13
     customers: 3,474 transactions, 22 frauds."""
-    if not os.path.exists(HANDBOOK):
+    if not HANDBOOK.exists():
         pytest.skip(f"{HANDBOOK} is not available")
     head = pd.read_csv(HANDBOOK, nrows=450_000)
     chosen = head[(head["terminal_id"] % 200 == 0) | (head["customer_id"] % 400 == 0)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,26 +12,16 @@ from typer.testing import CliRunner
 from engine.fraud.inputs import INPUTS
 from engine.fraud.model import FraudModel, ModelError
 from serving.cli import app
+from tests.datasets import handbook_slice
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-DATASETS = Path(
-    os.environ.get("CARTWISE_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")
-)
-HANDBOOK = DATASETS / "fraud-handbook" / "transactions.csv.gz"
 
 
 @pytest.fixture(scope="module")
 def slice_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every transaction of one customer in eight, June to mid-August 2018 (~30k rows)."""
-    if not HANDBOOK.exists():
-        pytest.skip(f"{HANDBOOK} is not available")
-    df = pd.read_csv(HANDBOOK)
-    df = df[
-        (df.customer_id % 8 == 0) & (df.timestamp >= "2018-06-01") & (df.timestamp < "2018-08-15")
-    ].drop(columns=["fraud_scenario"])
-    path = tmp_path_factory.mktemp("fraud") / "transactions.csv"
-    df.to_csv(path, index=False)
-    return path
+    directory = tmp_path_factory.mktemp("fraud")
+    return handbook_slice(directory, customers_every=8, start="2018-06-01", end="2018-08-15")
 
 
 def test_backtest_learns_and_writes_one_score_per_test_transaction(
