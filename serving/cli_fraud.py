@@ -120,14 +120,34 @@ def fraud_train(
     promote: Annotated[
         bool, typer.Option(help="Move the `champion` alias to the new version if it is better.")
     ] = True,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Fit data-parallel on this many Ray workers (1 CPU each; default: no Ray, "
+            "fit in this process).",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster (host:port of its head) for --ray-workers; default: "
+            "CARTWISE_RAY_ADDRESS, whose default `local` starts a local Ray for this training.",
+        ),
+    ] = None,
 ) -> None:
     """Train on the commerce database (or a file), register the model in MLflow, and make it
-    the champion if it beats the current one on the same test window; print a JSON summary."""
+    the champion if it beats the current one on the same test window; print a JSON summary.
+
+    See docs/distributed-training.md for training on a Ray cluster."""
     from features.offline import load_table
     from training.fraud.train import train
 
     settings = settings_from_env()
     err = Console(stderr=True)
+    if ray_address is not None and ray_workers is None:
+        err.print("[red]invalid_request: --ray-address needs --ray-workers[/]")
+        raise typer.Exit(2)
     registry = _registry(settings)
     try:
         grid = json.loads(params) if params else None
@@ -165,6 +185,8 @@ def fraud_train(
                 folds=folds,
                 promote=promote,
                 tags={"data": source},
+                ray_workers=ray_workers,
+                ray_address=_ray_address(ray_address or settings.ray_address),
                 **({"grid": grid} if grid else {}),
                 progress=lambda m: status.update(m),
             )
@@ -182,6 +204,10 @@ def fraud_train(
             indent=2,
         )
     )
+
+
+def _ray_address(address: str) -> str | None:
+    return None if address == "local" else address
 
 
 @fraud_app.command("models")

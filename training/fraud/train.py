@@ -39,6 +39,7 @@ import pandas as pd
 from engine.errors import ValidationError
 from engine.fraud.model import FraudModel, ModelError
 from training.fraud.backtest import FIXED, GRID, Params, Prepared, prepare, run
+from training.fraud.distributed import fitting
 from training.fraud.export import export
 from training.fraud.protocol import Protocol, known_compromised_mask, metrics
 from training.fraud.registry import ModelRegistry, RegistryError
@@ -240,11 +241,16 @@ def train(
     promote: bool = True,
     tags: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    ray_workers: int | None = None,
+    ray_address: str | None = None,
 ) -> TrainResult:
     """Train on ``raw`` (the import format of ``features.offline``), register the model as a
     new version of ``registry`` and move ``champion`` to it if it is better (see the module
     docstring).  ``train_days`` defaults to as many days as the data has, up to 21; ``folds`` to
-    2 if the data has room for them beside a full training window, else 1."""
+    2 if the data has room for them beside a full training window, else 1.  With
+    ``ray_workers`` every fit (validation and final) runs data-parallel on that many Ray workers
+    (``training.fraud.distributed``): on the cluster at ``ray_address``, or on a local Ray
+    started and shut down here."""
     started = time.perf_counter()
     say = progress or (lambda _m: None)
     if len(raw) == 0:
@@ -264,7 +270,8 @@ def train(
     _check_labels(data, protocol, folds)
     test = _test_set(data, protocol)
     say(f"validating {len(grid)} parameter sets on {folds} fold(s)…")
-    backtest = run(data, protocol, grid=grid, folds=folds, progress=say)
+    with fitting(ray_workers, ray_address, progress=say) as (fitter, fitted_on):
+        backtest = run(data, protocol, grid=grid, folds=folds, progress=say, fitter=fitter)
     assert backtest.model is not None
     with tempfile.TemporaryDirectory(prefix="cw-train-") as tmp:
         work = Path(tmp)
@@ -300,6 +307,7 @@ def train(
         params = {
             "xgboost": backtest.params,
             "fixed": FIXED,
+            "fit": fitted_on,
             "protocol": _protocol_dict(protocol),
             "folds": folds,
             "grid_size": len(grid),
