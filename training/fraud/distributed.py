@@ -31,6 +31,7 @@ boosting, the part that grows with trees, depth and rows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -117,19 +118,23 @@ class RayFitter:
             timeout=TRACKER_TIMEOUT_S,
         )
         tracker.start()
-        comm = tracker.worker_args()
-        refs = [
-            actor.fit.remote(
-                {**comm, "dmlc_task_id": f"{rank:08d}"},
-                model,
-                ray.put(inputs[rows]),
-                ray.put(labels[rows]),
-                rank == 0,
-            )
-            for rank, (actor, rows) in enumerate(zip(self.actors, parts, strict=True))
-        ]
-        _wait_all(refs)
-        tracker.wait_for(TRACKER_TIMEOUT_S)
+        try:
+            comm = tracker.worker_args()
+            refs = [
+                actor.fit.remote(
+                    {**comm, "dmlc_task_id": f"{rank:08d}"},
+                    model,
+                    ray.put(inputs[rows]),
+                    ray.put(labels[rows]),
+                    rank == 0,
+                )
+                for rank, (actor, rows) in enumerate(zip(self.actors, parts, strict=True))
+            ]
+            _wait_all(refs)
+            tracker.wait_for(TRACKER_TIMEOUT_S)
+        finally:  # now, not when collected; one still waiting for a failed worker complains
+            with contextlib.suppress(xgb.core.XGBoostError):
+                tracker.free()
         results: list[tuple[xgb.XGBClassifier | None, str]] = ray.get(refs)
         if len({digest for _, digest in results}) != 1:  # one model, or the shards' own
             raise RuntimeError("the Ray workers ended with different trees: not one model")
@@ -158,6 +163,17 @@ def _wait_all(refs: Sequence[Any]) -> None:
         ray.get(done)
 
 
+def _environment(address: str | None) -> None:
+    """Set before Ray is imported (it reads some of these then) and inherited by the processes
+    it starts: no usage stats; a local Ray is a single node on the loopback, whose workers keep
+    this process's priority (Ray renices them to 15 by default: on a shared machine they would
+    get less CPU than this process)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_worker_niceness", "0")
+
+
 def _start(address: str | None, cpus: float) -> bool:
     """Join the cluster at ``address``, or start a local Ray (loopback only, no dashboard) with
     at least ``cpus`` CPUs; if this process already runs Ray, use it.  True if Ray was started
@@ -168,12 +184,7 @@ def _start(address: str | None, cpus: float) -> bool:
         _check_reachable(address)
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address is None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        # Ray renices its workers to 15 by default: on a shared machine they would get less
-        # CPU than this process
-        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, math.ceil(cpus)),
@@ -187,9 +198,21 @@ def _start(address: str | None, cpus: float) -> bool:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise Unavailable(
-            f"cannot join the Ray cluster at {address}: {exc}", field="ray_address"
+            f"cannot join the Ray cluster at {address}: {exc} (a cluster with token "
+            "authentication needs RAY_AUTH_MODE=token here, and its token in ~/.ray/auth_token "
+            "or RAY_AUTH_TOKEN)",
+            field="ray_address",
         ) from None
     return True
+
+
+def _node_address() -> str:
+    """This process's node's address as the cluster knows it (the loopback for a local Ray):
+    where the workers reach XGBoost's tracker."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    return str(next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == here))
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -232,6 +255,7 @@ def ray_fitter(
         )
     if cpus_per_worker <= 0:
         raise ValidationError("cpus_per_worker must be positive", field="cpus_per_worker")
+    _environment(address)
     import ray
     from ray.exceptions import GetTimeoutError
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -264,9 +288,7 @@ def ray_fitter(
             ).remote(threads)
             for i in range(workers)
         ]
-        # the workers reach the tracker on this node's address (the loopback for a local Ray)
-        host = "127.0.0.1" if address is None and started else ray.util.get_node_ip_address()
-        yield RayFitter(actors, host, where, cpus_per_worker)
+        yield RayFitter(actors, _node_address(), where, cpus_per_worker)
     finally:
         for a in actors:
             ray.kill(a)
