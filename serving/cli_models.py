@@ -86,6 +86,18 @@ def train_command(
         ),
     ] = Promote.never,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Fit the fraud model data-parallel on this many Ray workers "
+            "(docs/distributed-training.md).",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster for --ray-workers (default: CARTWISE_RAY_ADDRESS)."),
+    ] = None,
 ) -> None:
     """Retrain from the commerce database: each model is logged to MLflow (parameters, metrics,
     data snapshot, HTML report) and registered as a new version."""
@@ -93,6 +105,10 @@ def train_command(
 
     settings = settings_from_env()
     err = Console(stderr=True)
+    if ray_address is not None and ray_workers is None:
+        raise fail(err, ValidationError("--ray-address needs --ray-workers", field="ray_address"))
+    address = ray_address or settings.ray_address
+    ray = {"ray_workers": ray_workers, "ray_address": None if address == "local" else address}
     kinds = list(KINDS) if kind is Kind.all else [kind.value]
     container = bootstrap(settings, migrate=True, load_models=False)
     results: list[dict[str, Any]] = []
@@ -106,7 +122,7 @@ def train_command(
                 def say(message: str, name: str = name, step: Any = step) -> None:
                     bar.update(step, description=f"{name}: {message}")
 
-                results.append(_train_one(settings, container, name, promote, say))
+                results.append(_train_one(settings, container, name, promote, say, ray))
                 bar.update(step, description=f"{name}: done", total=1, completed=1)
                 bar.advance(overall)
     except CartwiseError as exc:
@@ -140,6 +156,7 @@ def _train_one(
     kind: str,
     promote: Promote,
     say: Callable[[str], None],
+    ray: dict[str, Any],
 ) -> dict[str, Any]:
     started = time.perf_counter()
     _, registry = registry_for(settings, kind)
@@ -155,6 +172,7 @@ def _train_one(
             promote=promote is Promote.if_better or not had_champion,
             tags={"data": "commerce-db"},
             progress=say,
+            **ray,
         )
         version, metrics, reason = result.version, result.metrics, result.reason
     elif kind == "recs":
