@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,7 +64,12 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO")
     mlflow_tracking_uri: str = Field(
-        "", description="MLflow tracking/registry URI; empty means SQLite under data_dir."
+        "",
+        description="MLflow tracking/registry URI; empty means SQLite under data_dir.",
+        # CARTWISE_MLFLOW_URI: the name it had before, still read
+        validation_alias=AliasChoices(
+            "mlflow_tracking_uri", "CARTWISE_MLFLOW_TRACKING_URI", "CARTWISE_MLFLOW_URI"
+        ),
     )
     fraud_model_name: str = Field("cartwise-fraud", description="Registered fraud model name.")
     recs_model_name: str = Field("cartwise-recs", description="Registered recommender name.")
