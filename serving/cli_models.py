@@ -421,6 +421,16 @@ def _compare(
         out["shadow"] = compare.fraud_shadow(container.db, container.shadow, registry.name, since)
         out["canary"] = compare.fraud_canary(container.db, [champion, challenger], since)
     elif kind == "recs":
+        from engine.recommend.artifact import RecModel
+
+        dest = settings.data_dir / "models" / registry.name
+        out["offline"] = compare.recs_offline(
+            container.db,
+            {
+                f"{role} v{v}": RecModel.load(registry.fetch(v, dest))
+                for role, v in (("champion", champion), ("challenger", challenger))
+            },
+        )
         out["shadow"] = compare.recs_shadow(container.db, container.shadow, registry.name, since)
         out["canary"] = compare.recs_canary(container.db, [champion, challenger], since)
     else:

@@ -239,3 +239,38 @@ def _engagement(
 def _after(events: list[tuple[datetime, str]], at: datetime, horizon_h: float) -> set[str]:
     end = at + timedelta(hours=horizon_h)
     return {sku for ts, sku in events if at <= ts <= end}
+
+
+def recs_offline(db: Database, models: dict[str, Any], k: int = 10) -> dict[str, Any]:
+    """Each recommender's top-``k`` for the shoppers active after *both* versions' training data
+    ended (``meta.data.to``), against what they viewed, carted or bought since: a window neither
+    model saw.  Items a shopper had touched before the window are not recommended."""
+    from training.recommend.data import interactions_from_db
+
+    ends = [pd.Timestamp(m.meta.get("data", {}).get("to")) for m in models.values()]
+    if any(pd.isna(e) for e in ends):
+        return {"error": "a version does not record where its training data ended"}
+    start = max(ends).timestamp()
+    events = interactions_from_db(db)
+    after = events[events["timestamp"] > start]
+    known = [set(m.customers) for m in models.values()]
+    users = sorted(set(after["user_id"]).intersection(*known))
+    window = {"from": pd.Timestamp(start, unit="s", tz="UTC").isoformat(), "shoppers": len(users)}
+    if not users:
+        return {"window": window, "error": "no shopper of both versions active since: wait"}
+    before = events[events["timestamp"] <= start].groupby("user_id")["item_id"].agg(set)
+    later = after.groupby("user_id")["item_id"].agg(set)
+    out: dict[str, Any] = {}
+    for name, model in models.items():
+        hits, recall = 0, 0.0
+        for user in users:
+            scores = model.item_factors @ model.user_factors[model._user_ids[user]]
+            seen = {model._item_ids[s] for s in before.get(user, set()) if s in model._item_ids}
+            if seen:
+                scores[list(seen)] = -np.inf
+            top = {model.skus[i] for i in np.argsort(-scores)[:k]}
+            found = len(top & later[user])
+            hits += found > 0
+            recall += found / len(later[user])
+        out[name] = {f"hit_rate_at_{k}": hits / len(users), f"recall_at_{k}": recall / len(users)}
+    return {"window": window, "models": out}

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,27 @@ def test_recommendations_in_shadow_are_logged_beside_the_champions(app: AppProce
         for i in range(20):
             r = http.get(f"/v1/recommendations/shadow-{i}", params={"k": 5})
             assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+        # shoppers both versions know come back after their training data: the offline window
+        customers = [f"cus_{n:06d}" for n in range(1, 41)]  # the seed's ids
+        skus = [p["sku"] for p in http.get("/v1/products", params={"limit": 30}).json()["items"]]
+        now = datetime.now(UTC).isoformat()
+        events = [
+            {
+                "event_id": f"back-{c}-{s}",
+                "type": "view",
+                "customer_id": c,
+                "sku": s,
+                "timestamp": now,
+            }
+            for c in customers
+            for s in skus[::3]
+        ]
+        assert http.post("/v1/events", json=events).status_code < 300
     report = json.loads(app.cli("models", "compare", "recs"))
+    offline = report["offline"]
+    assert offline["window"]["shoppers"] >= 1, offline
+    for m in offline["models"].values():
+        assert 0.0 <= m["recall_at_10"] <= m["hit_rate_at_10"] <= 1.0
     shadow = report["shadow"]
     assert shadow["requests"] >= 20 and shadow["versions"] == ["1/2"]
     # both versions were trained on the same rows with the same seed: the same lists
