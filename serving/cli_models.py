@@ -204,6 +204,8 @@ def _train_one(
         )
         assert fit.version is not None
         version, metrics, reason = fit.version, fit.metrics, fit.reason
+    if promote is Promote.never:  # the trainer's words for a better model it did not promote
+        reason = reason.replace("; promotion disabled", "; kept as challenger (--promote never)")
     if promote is Promote.always:
         registry.set_champion(version)
         reason = f"{reason}; promoted (--promote always)"
