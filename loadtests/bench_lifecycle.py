@@ -61,11 +61,12 @@ def main() -> None:
     ap.add_argument("--cartwise", default="cartwise")
     args = ap.parse_args()
     start = served(args.url)
-    champion, challenger = start["champion"], None
-    for line in cli(args.cartwise, "models", "show", "fraud", "challenger").splitlines():
-        if line.strip().startswith('"version"'):
-            challenger = line.split(":")[1].strip().strip('",')
-            break
+    champion = start["champion"]
+    try:
+        shown = json.loads(cli(args.cartwise, "models", "show", "fraud", "challenger"))
+    except subprocess.CalledProcessError:
+        shown = {}
+    challenger = shown.get("version")
     if not champion or not challenger:
         raise SystemExit("the fraud model needs a champion and a challenger: train it twice")
 

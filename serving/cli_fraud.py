@@ -25,11 +25,9 @@ fraud_app.add_typer(rules_app, name="rules")
 
 
 def _registry(settings: Settings) -> ModelRegistry:
-    from training.fraud.registry import ModelRegistry
+    from serving.models import registry
 
-    return ModelRegistry(
-        settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), settings.fraud_model_name
-    )
+    return registry(settings, "fraud")
 
 
 @fraud_app.command("backtest")

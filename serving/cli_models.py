@@ -23,6 +23,7 @@ from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
 from serving.cli_common import console, fail, settings_from_env
+from serving.models import model_dir, registry_for
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,26 +52,6 @@ class Promote(StrEnum):
     never = "never"  # the new version is the challenger (the champion if there is none)
     if_better = "if-better"  # the champion if it beats the champion on its test window
     always = "always"
-
-
-def registry_for(settings: Settings, name: str) -> tuple[str, ModelRegistry]:
-    """(kind, registry) for a kind or a registered model's name."""
-    from training.fraud.registry import ModelRegistry
-    from training.pricing.train import PricingRegistry
-    from training.recommend.artifact import RecsRegistry
-
-    names = {
-        "fraud": (ModelRegistry, settings.fraud_model_name),
-        "recs": (RecsRegistry, settings.recs_model_name),
-        "pricing": (PricingRegistry, settings.pricing_model_name),
-    }
-    for kind, (cls, registered) in names.items():
-        if name in (kind, registered):
-            return kind, cls(
-                settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), registered
-            )
-    known = ", ".join(f"{k} ({n})" for k, (_, n) in names.items())
-    raise ValidationError(f"no model {name!r}; one of {known}", field="name")
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -204,8 +185,6 @@ def _train_one(
         )
         assert fit.version is not None
         version, metrics, reason = fit.version, fit.metrics, fit.reason
-    if promote is Promote.never:  # the trainer's words for a better model it did not promote
-        reason = reason.replace("; promotion disabled", "; kept as challenger (--promote never)")
     if promote is Promote.always:
         registry.set_champion(version)
         reason = f"{reason}; promoted (--promote always)"
@@ -297,7 +276,7 @@ def models_promote(
     """Make a version the champion; serving switches within the poll interval."""
     with _model(name) as (settings, _, registry):
         before = registry.state().champion
-        registry.set_champion(_version(registry, version))
+        registry.set_champion(registry.resolve(version))
     console.print(
         f"{registry.name}: champion v{before or '-'} -> v{registry.state().champion}; "
         f"replicas switch within {settings.model_poll_s:g} s"
@@ -320,7 +299,7 @@ def models_challenge(
     """Name a version the challenger (training names each new version that did not become
     champion)."""
     with _model(name) as (_, _, registry):
-        registry.set_challenger(_version(registry, version))
+        registry.set_challenger(registry.resolve(version))
     console.print(f"{registry.name}: challenger v{registry.state().challenger}")
 
 
@@ -350,10 +329,6 @@ def models_rollout(
     )
 
 
-def _version(registry: ModelRegistry, version: str) -> str:
-    return str(registry.show(version)["version"])
-
-
 @models_app.command("compare")
 def models_compare(
     name: Annotated[str, typer.Argument(help="fraud, recs or pricing.")],
@@ -375,7 +350,7 @@ def models_compare(
                 f"{champion or 'none'}, challenger: {challenger or 'none'})",
                 field="name",
             )
-        challenger = _version(registry, challenger)
+        challenger = registry.resolve(challenger)
         container = bootstrap(settings, migrate=False, load_models=False)
         try:
             with Console(stderr=True).status("comparing…"):
@@ -411,7 +386,7 @@ def _compare(
     if kind == "fraud":
         from engine.fraud.model import FraudModel
 
-        dest = settings.data_dir / "models" / registry.name
+        dest = model_dir(settings, registry)
         models = {
             f"{role} v{v}": FraudModel.load(registry.fetch(v, dest))
             for role, v in (("champion", champion), ("challenger", challenger))
@@ -425,7 +400,7 @@ def _compare(
     elif kind == "recs":
         from engine.recommend.artifact import RecModel
 
-        dest = settings.data_dir / "models" / registry.name
+        dest = model_dir(settings, registry)
         out["offline"] = compare.recs_offline(
             container.db,
             {
@@ -436,12 +411,13 @@ def _compare(
         out["shadow"] = compare.recs_shadow(container.db, container.shadow, registry.name, since)
         out["canary"] = compare.recs_canary(container.db, [champion, challenger], since)
     else:
-        out["estimates"] = _fit_difference(registry, champion, challenger, settings.data_dir)
+        out["estimates"] = _fit_difference(
+            registry, champion, challenger, model_dir(settings, registry)
+        )
     return out
 
 
-def _fit_difference(registry: ModelRegistry, a: str, b: str, data_dir: Path) -> dict[str, Any]:
-    dest = data_dir / "models" / registry.name
+def _fit_difference(registry: ModelRegistry, a: str, b: str, dest: Path) -> dict[str, Any]:
     fits = []
     for v in (a, b):
         rows = json.loads((registry.fetch(v, dest) / "estimates.json").read_text())

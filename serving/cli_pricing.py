@@ -111,17 +111,13 @@ def elasticities(
 ) -> None:
     """The estimates of the fit in use: the model registry's pricing champion, else the newest."""
     from serving.bootstrap import bootstrap
-    from serving.cli_models import registry_for
-    from training.pricing.train import fit_of
+    from serving.lifecycle import lifecycle
 
     settings = settings_from_env()
     container = bootstrap(settings, load_models=False)
     try:
-        _, registry = registry_for(settings, "pricing")
-        champion = registry.state().champion
-        if champion is not None:
-            dest = settings.data_dir / "models" / registry.name
-            container.pricing.elasticities.pin(fit_of(registry.fetch(champion, dest)))
+        # pin the registry's champion fit, as a serving replica does
+        lifecycle(settings, container).followers["pricing"].refresh()
         fit = container.pricing.elasticities.latest()
     finally:
         container.close()

@@ -197,13 +197,11 @@ def _from_db(settings: Any) -> pd.DataFrame:
 def train_demo_recommender(settings: Settings, db: Database) -> None:
     """First run of ``cartwise demo``: train the recommender on the demo store and make it the
     champion, so widgets are personalized at once.  A failure is reported, not fatal."""
-    from training.recommend.artifact import RecsRegistry
+    from serving.models import registry as registry_of
     from training.recommend.data import interactions_from_db
     from training.recommend.train import train
 
-    registry = RecsRegistry(
-        settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), settings.recs_model_name
-    )
+    registry = registry_of(settings, "recs")
     if registry.champion() is not None:
         return
     try:

@@ -50,7 +50,6 @@ class Target:
 @dataclass
 class Follower:
     kind: str
-    name: str  # the registered model's name
     spec: str
     registry: ModelRegistry
     dest: Path  # where versions are downloaded
@@ -72,7 +71,7 @@ class Follower:
             champion = self.spec
         else:
             try:
-                champion = self.registry.fetch(self.spec, self.dest).name  # another alias
+                champion = self.registry.resolve(self.spec)  # another alias
             except CartwiseError:
                 champion = None
         challenger = state.challenger if state.mode != "off" else None
@@ -110,7 +109,7 @@ class Follower:
                 log.warning("%s models not updated: %s", self.kind, message)
             self.error = message
             return False
-        self.apply(Rollout(self.name, champion, challenger, target.mode, target.share))  # type: ignore[arg-type]
+        self.apply(Rollout(self.registry.name, champion, challenger, target.mode, target.share))  # type: ignore[arg-type]
         if target != self.current:
             log.info(
                 "%s now serves %s (challenger %s, %s%s)",
@@ -126,7 +125,7 @@ class Follower:
     def status(self) -> dict[str, Any]:
         t = self.current
         return {
-            "model": self.name,
+            "model": self.registry.name,
             "spec": self.spec,
             "champion": t.champion if t else None,
             "challenger": t.challenger if t else None,
@@ -179,27 +178,14 @@ class ModelLifecycle:
 
 def lifecycle(settings: Settings, container: Container) -> ModelLifecycle:
     """Followers for the fraud model, the recommender and the pricing fit of ``container``."""
-    from training.fraud.registry import ModelRegistry
-    from training.pricing.train import PricingRegistry, fit_of
-    from training.recommend.artifact import RecsRegistry
-
-    uri, artifacts, models = (
-        settings.resolved_mlflow_uri(),
-        settings.mlflow_artifacts(),
-        settings.data_dir / "models",
-    )
+    from serving.models import model_dir, registry
+    from training.pricing.train import fit_of
 
     def follow(
-        kind: str,
-        registry: type[ModelRegistry],
-        name: str,
-        spec: str,
-        load: Callable[[Path], Any],
-        apply: Callable[[Rollout[Any]], None],
+        kind: str, spec: str, load: Callable[[Path], Any], apply: Callable[[Rollout[Any]], None]
     ) -> Follower:
-        return Follower(
-            kind, name, spec, registry(uri, artifacts, name), models / name, load, apply
-        )
+        found = registry(settings, kind)
+        return Follower(kind, spec, found, model_dir(settings, found), load, apply)
 
     pricing = container.pricing.elasticities
 
@@ -208,25 +194,9 @@ def lifecycle(settings: Settings, container: Container) -> ModelLifecycle:
 
     return ModelLifecycle(
         [
-            follow(
-                "fraud",
-                ModelRegistry,
-                settings.fraud_model_name,
-                settings.fraud_model,
-                FraudModel.load,
-                container.fraud.use_rollout,
-            ),
-            follow(
-                "recs",
-                RecsRegistry,
-                settings.recs_model_name,
-                settings.recs_model,
-                RecModel.load,
-                container.recs.use_rollout,
-            ),
-            follow(
-                "pricing", PricingRegistry, settings.pricing_model_name, "champion", fit_of, pin
-            ),
+            follow("fraud", settings.fraud_model, FraudModel.load, container.fraud.use_rollout),
+            follow("recs", settings.recs_model, RecModel.load, container.recs.use_rollout),
+            follow("pricing", "champion", fit_of, pin),
         ],
         settings.model_poll_s,
     )

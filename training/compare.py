@@ -264,8 +264,8 @@ def recs_offline(db: Database, models: dict[str, Any], k: int = 10) -> dict[str,
     for name, model in models.items():
         hits, recall = 0, 0.0
         for user in users:
-            scores = model.item_factors @ model.user_factors[model._user_ids[user]]
-            seen = {model._item_ids[s] for s in before.get(user, set()) if s in model._item_ids}
+            scores = model.item_factors @ model.user_vector(user)  # a user both versions know
+            seen = {i for s in before.get(user, set()) if (i := model.item_id(s)) is not None}
             if seen:
                 scores[list(seen)] = -np.inf
             top = {model.skus[i] for i in np.argsort(-scores)[:k]}

@@ -84,15 +84,24 @@ def _is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
-def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in params.items():
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            out.update(_flat(value, f"{name}."))
+            out.update(flatten(value, f"{name}."))
         else:
-            out[name] = json.dumps(value, default=str) if isinstance(value, list) else str(value)
+            out[name] = value
     return out
+
+
+def _flat(params: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: dotted keys, text values (lists as JSON)."""
+    return {
+        k: json.dumps(v, default=str) if isinstance(v, list) else str(v)
+        for k, v in flatten(params).items()
+    }
 
 
 class ModelRegistry:
@@ -176,6 +185,11 @@ class ModelRegistry:
         )
 
     # --- public ---------------------------------------------------------------------------------
+
+    def resolve(self, version_or_alias: str) -> str:
+        """The version number a version, an alias or ``latest`` names (``NotFound`` if none)."""
+        with _quiet():
+            return str(self._resolve(version_or_alias).version)
 
     def log_and_register(
         self,

@@ -288,7 +288,7 @@ def train(
         before, better, reason, old = _decide(registry, new, test, protocol, scores, work)
         promoted = better and promote
         if better and not promote:
-            reason = f"{reason}; promotion disabled"
+            reason = f"{reason}; kept as the challenger (promotion off)"
         train_rows = protocol.train_mask(data.ts)
         logged = {
             **new,

@@ -354,7 +354,7 @@ def train(
             before, better, reason = _decide(recs, ev.als[f"ndcg@{KEY_K}"])
             promoted = better and promote
             if better and not promote:
-                reason = f"{reason}; promotion disabled"
+                reason = f"{reason}; kept as the challenger (promotion off)"
             data_snapshot = snapshot(events, "timestamp")
             run_params = {
                 "als": ev.params.as_dict(),

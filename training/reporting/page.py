@@ -17,6 +17,8 @@ from typing import Any, TypedDict
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from training.fraud.registry import flatten
+
 DPI = 100
 PNG_URI = "data:image/png;base64,"
 _CSS = """
@@ -127,18 +129,6 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
             cells.append(f"<td{cls}>{escape(fmt(value))}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def key_values(values: Mapping[str, Any], header: tuple[str, str] = ("name", "value")) -> str:
