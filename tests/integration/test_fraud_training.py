@@ -7,6 +7,7 @@ Runtime and MLflow, with one parameter set and one validation fold to stay fast.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -243,6 +244,30 @@ def test_every_run_has_its_training_report(trained: Trained, tmp_path: Path) -> 
         assert "report.html" in client.get_run(run_id).data.tags["mlflow.note.content"]
     assert ">champion_average_precision<" in html  # the second run, beside champion v1
     assert ">data.sha256<" in html and ">xgboost.max_depth<" in html
+
+
+def test_a_report_that_fails_to_render_does_not_cost_the_model_its_version(
+    trained: Trained, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained.registry.fetch("1", tmp_path / "fetched"), model_dir)
+    registry = ModelRegistry(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", "fraud-report"
+    )
+
+    def broken(version: str) -> str:
+        raise ValueError(f"nothing to plot for version {version}")
+
+    version = registry.log_and_register(
+        model_dir, metrics={"roc_auc": 0.9}, params={}, plots={}, tags={}, report=broken
+    )
+    assert version == "1"
+    run = registry.client.get_run(registry.client.get_model_version("fraud-report", "1").run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["cartwise.report_error"] == "ValueError: nothing to plot for version 1"
+    assert FraudModel.load(registry.fetch("1", tmp_path / "again")).version == "1"
+    with pytest.raises(NotFound, match=r"has no report \(it failed: ValueError: nothing to plot"):
+        registry.report("1", tmp_path / "reports")
 
 
 def test_fetch_gives_a_loadable_model_of_the_right_version(

@@ -33,6 +33,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_PATH = "model"
 REPORT_FILE = "report.html"
+REPORT_ERROR_TAG = "cartwise.report_error"  # why a run has no report
 HISTORY_TAG = "cartwise.champion_history"  # JSON list of versions, the latest champion last
 ROLLOUT_TAG = "cartwise.rollout"  # "off", "shadow" or "canary"
 SHARE_TAG = "cartwise.canary_share"  # the challenger's share of units under canary, 0..1
@@ -40,6 +41,7 @@ ROLLOUT_MODES = ("off", "shadow", "canary")
 PLOTS_PATH = "plots"
 MODEL_FILES = ("model.onnx", "model.json", "trees.npz")
 _QUIET_LOGGERS = ("mlflow", "alembic", "databricks", "urllib3", "git")
+log = logging.getLogger(__name__)
 
 
 class RegistryError(CartwiseError):
@@ -232,7 +234,7 @@ class ModelRegistry:
                 (model_dir / "model.json").write_text(json.dumps(info, indent=2, default=str))
                 client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
                 if report is not None:
-                    self._log_report(run_id, report(version))
+                    self._log_report(run_id, version, report)
                 client.set_terminated(run_id, "FINISHED")
             except BaseException:
                 if version is not None:
@@ -249,7 +251,20 @@ class ModelRegistry:
                 shutil.copyfile(path, Path(tmp) / f"{name}{Path(path).suffix}")
             self.client.log_artifacts(run_id, tmp, PLOTS_PATH)
 
-    def _log_report(self, run_id: str, html: str) -> None:
+    def _log_report(self, run_id: str, version: str, report: Callable[[str], str]) -> None:
+        """The run's ``report.html``.  A report that cannot be rendered (a plot of degenerate
+        data, a charting bug) does not cost the trained model its version: the failure is
+        logged and written on the run (tag ``cartwise.report_error``) instead.  Failing to
+        store it is a registry failure like any other and fails the registration."""
+        try:
+            html = report(version)
+        except Exception as exc:
+            log.warning("%s version %s: the training report failed: %r", self.name, version, exc)
+            self.client.set_tag(run_id, REPORT_ERROR_TAG, f"{type(exc).__name__}: {exc}"[:500])
+            self.client.set_tag(
+                run_id, "mlflow.note.content", f"No training report: {type(exc).__name__}: {exc}"
+            )
+            return
         with tempfile.TemporaryDirectory(prefix="cw-report-") as tmp:
             (Path(tmp) / REPORT_FILE).write_text(html, encoding="utf-8")
             self.client.log_artifact(run_id, str(Path(tmp) / REPORT_FILE))
@@ -270,8 +285,10 @@ class ModelRegistry:
             try:
                 local = self.client.download_artifacts(mv.run_id, REPORT_FILE, str(dest))
             except (MlflowException, OSError) as exc:
+                why = self.client.get_run(mv.run_id).data.tags.get(REPORT_ERROR_TAG)
                 raise NotFound(
-                    f"model {self.name!r} version {mv.version} has no report",
+                    f"model {self.name!r} version {mv.version} has no report"
+                    + (f" (it failed: {why})" if why else ""),
                     field="version",
                     code="no_report",
                 ) from exc
