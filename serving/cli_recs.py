@@ -148,15 +148,12 @@ def recs_train(
 ) -> None:
     """Train on the commerce database (or a file), register the artifact in MLflow, and make
     it the champion if its test NDCG@10 beats the champion's; print a JSON summary."""
-    from training.recommend.artifact import RecsRegistry
-    from training.recommend.train import RECS_MODEL_NAME
+    from serving.models import registry as registry_of
     from training.recommend.train import train as run_training
 
     settings = settings_from_env()
     err = Console(stderr=True)
-    registry = RecsRegistry(
-        settings.resolved_mlflow_uri(), settings.mlflow_artifacts(), RECS_MODEL_NAME
-    )
+    registry = registry_of(settings, "recs")  # CARTWISE_RECS_MODEL_NAME, as serving follows
     try:
         chosen = _params(params)
         with err.status("reading interactions…"):

@@ -363,7 +363,12 @@ def test_cli_bad_file_exits_2_naming_the_column(cli: typer.Typer, tmp_path: Path
 def test_cli_train_registers(
     cli: typer.Typer, raw: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """It registers under the name serving follows (``CARTWISE_RECS_MODEL_NAME``)."""
+    from serving.cli_common import settings_from_env
+    from serving.models import registry
+
     monkeypatch.setenv("CARTWISE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CARTWISE_RECS_MODEL_NAME", "shop-recs")
     monkeypatch.delenv("CARTWISE_MLFLOW_TRACKING_URI", raising=False)
     path = tmp_path / "interactions.parquet"
     raw.to_parquet(path)
@@ -375,6 +380,8 @@ def test_cli_train_registers(
     assert body["version"] == "1" and body["promoted"] is True
     assert (tmp_path / "model" / "item_factors.npy").is_file()
     assert (tmp_path / "data" / "mlflow.db").is_file()
+    recs = registry(settings_from_env(), "recs")
+    assert recs.name == "shop-recs" and recs.state().champion == "1"
 
 
 @pytest.mark.parametrize("weighting", ["tfidf", "bm25"])

@@ -62,7 +62,6 @@ from training.reporting.recs import evaluation_report
 from training.snapshot import snapshot
 
 Progress = Callable[[str], None]
-RECS_MODEL_NAME = "cartwise-recs"
 KEY_K = 10
 KEY_METRIC = f"ndcg_at_{KEY_K}"
 
