@@ -116,6 +116,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=10_000)
     ap.add_argument("--history", type=int, default=200_000, help="events preloaded (ingestion)")
     ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument(
+        "--transactions",
+        type=float,
+        default=0.25,
+        help="share of six-entity transactions in the history (the rest: storefront events, "
+        "what POST /v1/events takes); 0 measures storefront events alone",
+    )
     ap.add_argument("--rate", type=float, default=500, help="decisions/s of the paced run")
     args = ap.parse_args()
     rng = np.random.default_rng(7)
@@ -134,8 +141,11 @@ def main() -> None:
     now = time.time()
     start = now - 30 * DAY
     step = 30 * DAY / args.history
+    every = round(1 / args.transactions) if args.transactions > 0 else 0  # 0.25: every 4th
     events = [
-        (transaction if i % 4 == 0 else interaction)(rng, i, start + i * step, args.customers)
+        (transaction if every and i % every == 0 else interaction)(
+            rng, i, start + i * step, args.customers
+        )
         for i in range(args.history)
     ]
     t0 = time.perf_counter()
@@ -148,6 +158,7 @@ def main() -> None:
         "accepted": result.accepted,
         "batch": store.batch_size,
         "max_call_args": backend.max_call_args,
+        "transactions_share": args.transactions,
     }
     print(
         f"ingestion: {len(events):,} events in {ingest_s:.2f}s = "
