@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from engine.errors import CartwiseError
 from serving.cli_common import console, fail, settings_from_env
@@ -208,29 +207,13 @@ def _ray_address(address: str) -> str | None:
     return None if address == "local" else address
 
 
-@fraud_app.command("models")
+@fraud_app.command("models", hidden=True)
 def fraud_models() -> None:
-    """List the registered fraud model versions (newest first) and the champion."""
+    """The registered fraud model versions: ``cartwise models list fraud`` (kept as a
+    shorthand; one table for both)."""
+    from serving.cli_models import models_list
 
-    settings = settings_from_env()
-    registry = _registry(settings)
-    table = Table(title=f"{settings.fraud_model_name} at {settings.resolved_mlflow_uri()}")
-    for column in ("version", "created", "aliases", "AUC", "AP", "promoted", "reason"):
-        table.add_column(column)
-    for v in registry.versions():
-        m = v["metrics"]
-        table.add_row(
-            v["version"],
-            v["created_at"],
-            ", ".join(v["aliases"]),
-            f"{m['roc_auc']:.3f}" if "roc_auc" in m else "",
-            f"{m['average_precision']:.3f}" if "average_precision" in m else "",
-            v["tags"].get("promoted", ""),
-            v["tags"].get("reason", ""),
-        )
-    console.print(table)
-    champion = registry.champion()
-    console.print(f"champion: {champion.version if champion else 'none yet'}")
+    models_list("fraud")
 
 
 @rules_app.command("backtest")

@@ -317,9 +317,11 @@ def test_cli_trains_from_the_commerce_database(
     assert summary["metrics"]["roc_auc"] > 0.5 and summary["reason"]
     assert (data_dir / "mlflow.db").is_file() and (data_dir / "mlartifacts").is_dir()
 
-    listed = runner.invoke(app, ["fraud", "models"], env=env)
-    assert listed.exit_code == 0, listed.output
-    assert "champion: 1" in listed.stdout
+    for args in (["models", "list", "fraud"], ["fraud", "models"]):  # the latter: shorthand
+        listed = runner.invoke(app, args, env=env)
+        assert listed.exit_code == 0, listed.output
+        row = next(line for line in listed.stdout.splitlines() if line.startswith("│ 1 "))
+        assert "champion" in row, listed.stdout
 
     short = runner.invoke(app, ["fraud", "train", "--train-days", "60"], env=env)
     assert short.exit_code == 2
