@@ -33,7 +33,7 @@ from engine.rollout.log import ShadowLog
 from training.fraud.backtest import prepare
 from training.fraud.dataset import transactions_from_db
 from training.fraud.protocol import metrics
-from training.fraud.train import _test_set, windows
+from training.fraud.train import evaluation_set, windows
 
 FRAUD_LABELS = ("fraud", "chargeback")
 ENGAGED = ("view", "add_to_cart", "purchase")
@@ -51,7 +51,7 @@ def fraud_offline(
     protocol, _ = windows(
         data.ts, test_days=test_days, delay_days=0, train_days=1, folds=1, label_days=label_days
     )
-    test = _test_set(data, protocol)
+    test = evaluation_set(data, protocol)
     start = protocol.train_start + timedelta(days=protocol.train_days + protocol.delay_days)
     return {
         "window": {

@@ -85,7 +85,7 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class _Test:
+class EvaluationSet:
     """The test rows (known-compromised cards removed) and what scoring them needs."""
 
     rows: npt.NDArray[np.bool_]
@@ -170,7 +170,10 @@ def _check_labels(data: Prepared, protocol: Protocol, folds: int) -> None:
             )
 
 
-def _test_set(data: Prepared, protocol: Protocol) -> _Test:
+def evaluation_set(data: Prepared, protocol: Protocol) -> EvaluationSet:
+    """The protocol's test rows less the cards known compromised by then (what a model is
+    scored on, and what ``training.compare`` scores two versions on); ``ValidationError``
+    (field ``transactions``) when they do not hold both labels."""
     rows = protocol.test_mask(data.ts) & ~known_compromised_mask(
         data.ts, data.card, data.label, protocol
     )
@@ -185,16 +188,16 @@ def _test_set(data: Prepared, protocol: Protocol) -> _Test:
             "end with label_days)",
             field="transactions",
         )
-    return _Test(rows, data.ts[rows], data.card[rows], data.label[rows], data.inputs[rows])
+    return EvaluationSet(rows, data.ts[rows], data.card[rows], data.label[rows], data.inputs[rows])
 
 
-def _score(model: FraudModel, test: _Test, protocol: Protocol) -> dict[str, float]:
+def _score(model: FraudModel, test: EvaluationSet, protocol: Protocol) -> dict[str, float]:
     score = model.probabilities(test.inputs)
     return metrics(test.ts, test.card, test.label, score, protocol)
 
 
 def _curves(
-    test: _Test, scores: Mapping[str, npt.NDArray[np.float64]], directory: Path
+    test: EvaluationSet, scores: Mapping[str, npt.NDArray[np.float64]], directory: Path
 ) -> dict[str, Path]:
     """ROC and precision-recall curves of each scored model on the test rows, as PNG."""
     paths = {"roc": directory / "roc.png", "pr": directory / "pr.png"}
@@ -206,7 +209,7 @@ def _curves(
 def _decide(
     registry: ModelRegistry,
     new: dict[str, float],
-    test: _Test,
+    test: EvaluationSet,
     protocol: Protocol,
     scores: dict[str, npt.NDArray[np.float64]],
     work: Path,
@@ -268,7 +271,7 @@ def train(
         label_days=label_days,
     )
     _check_labels(data, protocol, folds)
-    test = _test_set(data, protocol)
+    test = evaluation_set(data, protocol)
     say(f"validating {len(grid)} parameter sets on {folds} fold(s)…")
     with fitting(ray_workers, ray_address, progress=say) as (fitter, fitted_on):
         backtest = run(data, protocol, grid=grid, folds=folds, progress=say, fitter=fitter)
