@@ -125,8 +125,8 @@ def insert_ignore(dialect: str, model: Any, rows: list[dict[str, Any]], keys: li
 def ignore_conflicts(dialect: str, model: Any, keys: list[str]) -> Any:
     """The same statement without values: execute it with a list of rows (executemany).  It
     names the model's table, not the mapped class: a session then runs it as a plain Core
-    executemany instead of through the ORM's bulk-insert path, which costs ~25 % more CPU per
-    row for nothing these rows need (``loadtests/micro/bench_writebehind.py``)."""
+    executemany instead of through the ORM's bulk-insert path, which costs about a third more
+    CPU per row for nothing these rows need (``loadtests/micro/bench_writebehind.py``)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model.__table__).on_conflict_do_nothing(index_elements=keys)
 
