@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
+from engine.commerce.catalog import decode_cursor, encode_cursor
 from engine.commerce.db import Database, insert_ignore
 from engine.commerce.ids import new_id
 from engine.commerce.schema import utcnow
@@ -21,6 +22,7 @@ from engine.fraud.schema import FraudDecision, FraudFeedback
 from engine.writebehind import WriteBehind
 
 LABELS = ("fraud", "legit", "chargeback")
+REVIEW_STATUSES = ("open", "resolved", "all")
 
 
 class DecisionNotFound(NotFound):
@@ -56,6 +58,43 @@ class DecisionLog(WriteBehind[Decision]):
                 select(FraudDecision).where(FraudDecision.transaction_id == transaction_id)
             ).first()
             return None if row is None else _decision(row)
+
+    # --- the review queue ----------------------------------------------------------------------
+    def reviews(
+        self, status: str = "open", *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Decisions sent to manual review, newest first, and the cursor of the next page.
+        ``open``: no label yet; ``resolved``: labelled (by a reviewer, or by a chargeback or
+        other feedback that arrived first); ``all``."""
+        if status not in REVIEW_STATUSES:
+            raise ValidationError(
+                f"status must be one of {', '.join(REVIEW_STATUSES)}", field="status"
+            )
+        if not 1 <= limit <= 500:
+            raise ValidationError("limit must be between 1 and 500", field="limit")
+        self.flush()
+        labelled = exists().where(FraudFeedback.decision_id == FraudDecision.id)
+        stmt = select(FraudDecision).where(FraudDecision.outcome == "review")
+        if status == "open":
+            stmt = stmt.where(~labelled)
+        elif status == "resolved":
+            stmt = stmt.where(labelled)
+        if cursor:  # ids sort by creation
+            stmt = stmt.where(FraudDecision.id < decode_cursor(cursor))
+        stmt = stmt.order_by(FraudDecision.id.desc()).limit(limit + 1)
+        with self.db.transaction(readonly=True) as session:
+            rows = list(session.scalars(stmt))
+            more, rows = len(rows) > limit, rows[:limit]
+            labels: dict[str, list[dict[str, Any]]] = {}
+            if rows:
+                for fb in session.scalars(
+                    select(FraudFeedback)
+                    .where(FraudFeedback.decision_id.in_([r.id for r in rows]))
+                    .order_by(FraudFeedback.created_at)
+                ):
+                    labels.setdefault(fb.decision_id, []).append(feedback_dict(fb))
+            items = [review_dict(_decision(r), labels.get(r.id, [])) for r in rows]
+        return items, encode_cursor(rows[-1].id) if more and rows else None
 
     # --- feedback ------------------------------------------------------------------------------
     def add_feedback(
@@ -105,6 +144,23 @@ def feedback_dict(row: FraudFeedback) -> dict[str, Any]:
         "reported_at": row.reported_at,
         "note": row.note,
         "created_at": row.created_at,
+    }
+
+
+def review_dict(d: Decision, feedback: list[dict[str, Any]]) -> dict[str, Any]:
+    """A decision in the review queue: what a reviewer needs to judge it, and its labels."""
+    first = feedback[0]["label"] if feedback else None
+    return {
+        **d.public(),
+        "customer_id": d.customer_id,
+        "merchant_id": d.merchant_id,
+        "amount": float(d.amount),
+        "currency": d.currency,
+        "timestamp": d.tx_at,
+        "attributes": d.attributes,
+        "status": "resolved" if feedback else "open",
+        "resolution": None if first is None else "approve" if first == "legit" else "refuse",
+        "feedback": feedback,
     }
 
 

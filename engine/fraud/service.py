@@ -41,6 +41,15 @@ from engine.rollout.log import ShadowLog, ShadowRecord
 
 log = logging.getLogger(__name__)
 FRAUD_LABELS = frozenset({"fraud", "chargeback"})
+RESOLUTIONS = {"approve": "legit", "refuse": "fraud"}  # a review's resolution -> its label
+
+
+class NotInReview(Conflict):
+    code = "not_in_review"
+
+
+class ReviewResolved(Conflict):
+    code = "review_resolved"
 
 
 class ModelUnavailable(Unavailable):
@@ -274,6 +283,39 @@ class FraudService:
             # and the feature store applies one label per transaction once
             degraded = not self.features.label(decision, fraud=True, reported_at=reported_at)
         return {**stored, "features_degraded": degraded, "replayed": not created}
+
+    def resolve_review(
+        self, decision_id: str, resolution: str, *, note: str | None = None
+    ) -> dict[str, Any]:
+        """A reviewer's verdict on a decision sent to review: ``approve`` stores the label
+        ``legit``, ``refuse`` the label ``fraud`` (which feeds the label-delayed features, as
+        any fraud feedback does).  The same verdict again answers the label stored first
+        (``replayed``); another verdict on a decision already labelled is a conflict, as is a
+        decision that was not sent to review."""
+        label = RESOLUTIONS.get(resolution)
+        if label is None:
+            raise ValidationError(
+                f"resolution must be one of {', '.join(RESOLUTIONS)}", field="resolution"
+            )
+        decision = self.decisions.get(decision_id)
+        if decision.outcome != "review":
+            raise NotInReview(
+                f"decision {decision_id} was {decision.outcome!r}, not sent to review",
+                field="decision_id",
+            )
+        other = [f["label"] for f in self.decisions.feedback(decision_id) if f["label"] != label]
+        if other:
+            raise ReviewResolved(
+                f"decision {decision_id} is already labelled {other[0]!r}", field="resolution"
+            )
+        stored = self.feedback(
+            decision_id=decision_id,
+            transaction_id=None,
+            label=label,
+            reported_at=max(datetime.now(UTC), decision.tx_at),
+            note=note,
+        )
+        return {**stored, "resolution": resolution}
 
 
 class _Case(NamedTuple):

@@ -117,6 +117,15 @@ class FeedbackOut(BaseModel):
     features_degraded: bool
 
 
+class ReviewIn(In):
+    resolution: Literal["approve", "refuse"]
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class ReviewOut(FeedbackOut):
+    resolution: Literal["approve", "refuse"]
+
+
 class RuleIn(In):
     id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -230,6 +239,49 @@ def get_decision(decision_id: Annotated[str, Path(max_length=64)], box: Box) -> 
         "inputs": dict(zip(INPUTS, decision.inputs, strict=True)),
         "feedback": box.fraud.decisions.feedback(decision_id),
     }
+
+
+# --- admin: the review queue ---------------------------------------------------------------------
+@router.get("/reviews", dependencies=[Admin], tags=["admin"])
+def list_reviews(
+    box: Box,
+    status: Annotated[
+        Literal["open", "resolved", "all"],
+        Query(description="open: no label yet; resolved: labelled; all."),
+    ] = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Decisions sent to manual review (outcome ``review``), newest first, with what a
+    reviewer needs: the request, the score, reasons and matched rules, and any label."""
+    items, next_cursor = box.fraud.decisions.reviews(status, limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post(
+    "/reviews/{decision_id}",
+    response_model=ReviewOut,
+    status_code=201,
+    dependencies=[Admin],
+    tags=["admin"],
+    responses={200: {"model": ReviewOut, "description": "this verdict was stored before"}},
+)
+def resolve_review(
+    decision_id: Annotated[str, Path(max_length=64)],
+    body: ReviewIn,
+    box: Box,
+    response: Response,
+) -> dict[str, Any]:
+    """A reviewer's verdict: ``approve`` labels the payment ``legit``, ``refuse`` labels it
+    ``fraud`` (feeding the label-delayed features like any fraud feedback). The same verdict
+    again answers the one stored (200, ``Idempotent-Replayed: true``); a different verdict on a
+    labelled decision is 409 ``review_resolved``; a decision not sent to review, 409
+    ``not_in_review``."""
+    stored = box.fraud.resolve_review(decision_id, body.resolution, note=body.note)
+    if stored["replayed"]:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored
 
 
 # --- admin: rules -------------------------------------------------------------------------------

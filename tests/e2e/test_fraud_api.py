@@ -200,3 +200,64 @@ def test_feedback_joins_the_decision_log(http: httpx.Client, admin: dict[str, st
         json={"decision_id": d["decision_id"], "transaction_id": "x", "label": "fraud"},
     )
     assert both.status_code == 422 and both.json()["error"]["field"] == "decision_id"
+
+
+def test_review_queue_over_http(http: httpx.Client, admin: dict[str, str]) -> None:
+    assert http.get("/v1/fraud/reviews").status_code == 401
+    body = _payment()
+    rule = http.post(
+        "/v1/fraud/rules",
+        headers=admin,
+        json={
+            "name": "review this customer",
+            "expression": f":customer_id: == '{body['customer_id']}'",
+            "action": "review",
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    try:
+        d = http.post("/v1/fraud/score", json=body).json()
+        assert d["outcome"] == "review", d
+        other = http.post("/v1/fraud/score", json=_payment()).json()
+        assert other["outcome"] != "review"
+
+        listed = http.get("/v1/fraud/reviews", headers=admin, params={"limit": 500}).json()
+        mine = next(r for r in listed["items"] if r["decision_id"] == d["decision_id"])
+        assert (mine["status"], mine["resolution"]) == ("open", None)
+        assert mine["customer_id"] == body["customer_id"] and mine["amount"] == 42.5
+        assert [m["id"] for m in mine["matched_rules"] if m["decisive"]] == [rule.json()["id"]]
+
+        path = f"/v1/fraud/reviews/{d['decision_id']}"
+        bad = http.post(path, headers=admin, json={"resolution": "maybe"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "resolution"
+        r = http.post(path, headers=admin, json={"resolution": "refuse", "note": "stolen card"})
+        assert r.status_code == 201, r.text
+        assert (r.json()["label"], r.json()["resolution"]) == ("fraud", "refuse")
+        again = http.post(path, headers=admin, json={"resolution": "refuse"})
+        assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+        flip = http.post(path, headers=admin, json={"resolution": "approve"})
+        assert flip.status_code == 409 and flip.json()["error"]["code"] == "review_resolved"
+
+        still_open = http.get("/v1/fraud/reviews", headers=admin, params={"limit": 500}).json()
+        assert d["decision_id"] not in [r["decision_id"] for r in still_open["items"]]
+        done = http.get(
+            "/v1/fraud/reviews", headers=admin, params={"status": "resolved", "limit": 500}
+        ).json()
+        mine = next(r for r in done["items"] if r["decision_id"] == d["decision_id"])
+        assert mine["resolution"] == "refuse" and mine["feedback"][0]["note"] == "stolen card"
+
+        not_review = http.post(
+            f"/v1/fraud/reviews/{other['decision_id']}",
+            headers=admin,
+            json={"resolution": "approve"},
+        )
+        assert not_review.status_code == 409
+        assert not_review.json()["error"]["code"] == "not_in_review"
+        unknown = http.post(
+            "/v1/fraud/reviews/dec_nope", headers=admin, json={"resolution": "approve"}
+        )
+        assert unknown.status_code == 404
+        status = http.get("/v1/fraud/reviews", headers=admin, params={"status": "pending"})
+        assert status.status_code == 422 and status.json()["error"]["field"] == "status"
+    finally:
+        http.delete(f"/v1/fraud/rules/{rule.json()['id']}", headers=admin)

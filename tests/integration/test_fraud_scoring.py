@@ -18,7 +18,13 @@ from engine.fraud.config import FraudConfig
 from engine.fraud.decision import Card, CardNumberRefused, Policy, ScoreRequest
 from engine.fraud.log import DecisionLog
 from engine.fraud.model import FraudModel
-from engine.fraud.service import FraudService, ModelUnavailable, TransactionReused
+from engine.fraud.service import (
+    FraudService,
+    ModelUnavailable,
+    NotInReview,
+    ReviewResolved,
+    TransactionReused,
+)
 from features.backends import RedisBackend
 from features.connection import connect
 from features.definitions import Entity
@@ -294,3 +300,69 @@ def test_a_payment_sent_with_its_scored_transaction_id_counts_once(
     assert store.record_labels([label_event(cb)]).duplicates == 1
     read = store.read({Entity.CUSTOMER: "cus-1"}, NOW.timestamp() + 1)
     assert read.values["customer_txn.frauds_known"] == 1.0
+
+
+def test_the_review_queue_lists_review_decisions_and_takes_one_verdict_each(
+    service: FraudService, store: FeatureStore
+) -> None:
+    service.use_policy(Policy(elevated_at=0, highest_at=100, elevated_outcome="review"))
+    reviewed = [service.score(req(f"r{i}", customer_id=f"cus-r{i}")) for i in range(3)]
+    assert {d.outcome for d in reviewed} == {"review"}
+    service.use_policy(Policy(elevated_at=100, highest_at=100))
+    allowed = service.score(req("a1"))
+    assert allowed.outcome == "allow"
+
+    newest_first = [d.decision_id for d in reversed(reviewed)]
+    page, cursor = service.decisions.reviews("open", limit=2)
+    assert [r["decision_id"] for r in page] == newest_first[:2] and cursor
+    rest, last = service.decisions.reviews("open", limit=2, cursor=cursor)
+    assert [r["decision_id"] for r in rest] == newest_first[2:] and last is None
+    first = page[0]
+    assert (first["status"], first["resolution"], first["feedback"]) == ("open", None, [])
+    assert first["customer_id"] == "cus-r2" and first["amount"] == 25.0 and first["reasons"]
+
+    one, two, three = (d.decision_id for d in reviewed)
+    approved = service.resolve_review(two, "approve", note="called the customer")
+    assert (approved["label"], approved["resolution"], approved["replayed"]) == (
+        "legit",
+        "approve",
+        False,
+    )
+    again = service.resolve_review(two, "approve")
+    assert again["replayed"] is True and again["feedback_id"] == approved["feedback_id"]
+    with pytest.raises(ReviewResolved) as resolved:
+        service.resolve_review(two, "refuse")
+    assert resolved.value.field == "resolution"
+
+    refused = service.resolve_review(one, "refuse")
+    assert refused["label"] == "fraud" and refused["features_degraded"] is False
+    read = store.read({Entity.CUSTOMER: "cus-r0"}, NOW.timestamp() + 1)
+    assert read.values["customer_txn.frauds_known"] == 1.0  # a refusal feeds the features
+    # a chargeback that arrives first resolves a review too
+    service.feedback(decision_id=three, transaction_id=None, label="chargeback", reported_at=NOW)
+
+    assert service.decisions.reviews("open")[0] == []
+    done, _ = service.decisions.reviews("resolved")
+    assert [(r["decision_id"], r["resolution"]) for r in done] == [
+        (three, "refuse"),
+        (two, "approve"),
+        (one, "refuse"),
+    ]
+    assert done[1]["feedback"][0]["note"] == "called the customer"
+    assert len(service.decisions.reviews("all")[0]) == 3  # the allowed payment is no review
+
+    with pytest.raises(NotInReview) as not_review:
+        service.resolve_review(allowed.decision_id, "approve")
+    assert not_review.value.field == "decision_id"
+    assert service.decisions.feedback(allowed.decision_id) == []
+    with pytest.raises(NotFound):
+        service.resolve_review("dec_nope", "approve")
+    for call, field in (
+        (lambda: service.resolve_review(two, "maybe"), "resolution"),
+        (lambda: service.decisions.reviews("pending"), "status"),
+        (lambda: service.decisions.reviews(limit=0), "limit"),
+        (lambda: service.decisions.reviews(cursor="!!"), "cursor"),
+    ):
+        with pytest.raises(ValidationError) as err:
+            call()
+        assert err.value.field == field
