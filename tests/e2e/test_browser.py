@@ -159,6 +159,50 @@ def test_dashboard_draws_charts_from_the_store(page: Any, api_url: str, http: ht
     page.screenshot(path=str(REPORTS / "browser-dashboard.png"), full_page=True)
 
 
+def test_dashboard_review_queue_approves_and_refuses(
+    page: Any, api_url: str, http: httpx.Client
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    rule = http.post(
+        "/v1/fraud/rules",
+        headers=admin,
+        json={
+            "name": "review dashboard shoppers",
+            "expression": ":customer_id: in ('dash-review-1', 'dash-review-2')",
+            "action": "review",
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    try:
+        ids = []
+        for n in (1, 2):
+            body = {
+                "transaction_id": f"tx-dash-review-{n}-{time.time_ns()}",
+                "customer_id": f"dash-review-{n}",
+                "amount": 120 + n,
+                "currency": "EUR",
+            }
+            scored = http.post("/v1/fraud/score", json=body).json()
+            assert scored["outcome"] == "review", scored
+            ids.append(scored["decision_id"])
+        page.goto(f"{api_url}/dashboard#token={ADMIN_TOKEN}")
+        page.locator('#reviews[data-state="ready"]').wait_for(timeout=READY)
+        first, second = (page.locator(f'#reviews tr[data-decision="{i}"]') for i in ids)
+        assert "review dashboard shoppers" in first.inner_text()
+        first.locator("button.approve").click()
+        first.wait_for(state="detached", timeout=READY)
+        second.locator("button.refuse").click()
+        second.wait_for(state="detached", timeout=READY)
+        done = http.get(
+            "/v1/fraud/reviews", headers=admin, params={"status": "resolved", "limit": 500}
+        ).json()
+        verdicts = {r["decision_id"]: r["resolution"] for r in done["items"]}
+        assert (verdicts.get(ids[0]), verdicts.get(ids[1])) == ("approve", "refuse")
+        page.screenshot(path=str(REPORTS / "browser-dashboard-reviews.png"), full_page=True)
+    finally:
+        http.delete(f"/v1/fraud/rules/{rule.json()['id']}", headers=admin)
+
+
 def test_dashboard_asks_for_the_token_and_refuses_a_wrong_one(page: Any, api_url: str) -> None:
     page.goto(f"{api_url}/dashboard")
     page.locator("#login").wait_for(state="visible", timeout=READY)

@@ -2,7 +2,8 @@
  * cartwise operations dashboard: reads the admin API with the admin token (kept in this tab's
  * sessionStorage, or taken once from the URL fragment #token=… that `make run` prints; a
  * fragment never reaches a server or its logs) and draws KPIs, the funnel, fraud outcomes,
- * price changes, segments, widgets, experiments and live latency.  Charts are plain SVG.
+ * price changes, segments, widgets, experiments, live latency, and the fraud review queue
+ * (approve / refuse a payment sent to review).  Charts are plain SVG.
  */
 (function () {
   "use strict";
@@ -30,6 +31,20 @@
         }
         return res.json();
       });
+  }
+
+  function post(path, body) {
+    return fetch(path, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + token(), Accept: "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify(body)
+    }).then(function (res) {
+      if (res.status === 401) { throw Object.assign(new Error("the admin token was refused"), { auth: true }); }
+      return res.json().then(function (j) {
+        if (!res.ok) { throw new Error((j.error && j.error.message) || path + " → " + res.status); }
+        return j;
+      });
+    });
   }
 
   // --- formatting -------------------------------------------------------------------------
@@ -202,6 +217,52 @@
     }));
   }
 
+  /* The payments sent to manual review: approve (a legit label) or refuse (a fraud label). */
+  function drawReviews(page) {
+    var node = $("reviews");
+    var items = page.items || [];
+    if (!items.length) {
+      empty(node, "nothing waiting for review");
+      node.dataset.state = "ready";
+      return;
+    }
+    function verdict(row, d, resolution) {
+      row.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      return post("/v1/fraud/reviews/" + encodeURIComponent(d.decision_id), { resolution: resolution })
+        .then(function () { row.remove(); }, function (err) {
+          if (err.auth) { return fail(err); }
+          row.querySelector(".review-error").textContent = err.message;
+          row.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+        });
+    }
+    var rows = items.map(function (d) {
+      var rule = (d.matched_rules || []).filter(function (m) { return m.decisive; })[0];
+      var why = rule ? "rule " + (rule.name || rule.id)
+        : (d.reasons || []).slice(0, 2).map(function (r) { return r.feature; }).join(", ");
+      var approve = h("button", { type: "button", class: "approve" }, ["Approve"]);
+      var refuse = h("button", { type: "button", class: "refuse" }, ["Refuse"]);
+      var row = h("tr", { "data-decision": d.decision_id }, [
+        h("td", {}, [String(d.timestamp || d.created_at).replace("T", " ").slice(0, 19)]),
+        h("td", {}, [d.customer_id]),
+        h("td", {}, [money(d.amount, d.currency)]),
+        h("td", {}, [num(d.risk_score)]),
+        h("td", {}, [why]),
+        h("td", {}, [approve, " ", refuse, h("span", { class: "review-error error" }, [])])
+      ]);
+      approve.addEventListener("click", function () { verdict(row, d, "approve"); });
+      refuse.addEventListener("click", function () { verdict(row, d, "refuse"); });
+      return row;
+    });
+    node.replaceChildren(h("table", {}, [
+      h("thead", {}, [h("tr", {}, ["time (UTC)", "customer", "amount", "risk", "why", "verdict"].map(function (c) {
+        return h("th", {}, [c]);
+      }))]),
+      h("tbody", {}, rows)
+    ]));
+    if (page.next_cursor) { node.append(h("p", { class: "empty" }, ["the 50 newest shown"])); }
+    node.dataset.state = "ready";
+  }
+
   function drawLatency(lat) {
     var node = $("latency");
     if (!lat.routes.length) { return empty(node, "no requests in the last " + lat.minutes + " minutes"); }
@@ -230,6 +291,7 @@
       optional(get("/v1/crm/segments").then(drawSegments), $("chart-segments"), "segments"),
       optional(get("/v1/crm/high-value?limit=10").then(drawHighValue), $("high-value"), "customers"),
       optional(get("/v1/experiments").then(drawExperiments), $("experiments"), "experiments"),
+      optional(get("/v1/fraud/reviews?status=open&limit=50").then(drawReviews), $("reviews"), "review queue"),
       refreshLatency()
     ]).then(function () {
       $("board").dataset.state = "ready";
