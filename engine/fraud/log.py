@@ -15,7 +15,7 @@ from engine.commerce.catalog import decode_cursor, encode_cursor
 from engine.commerce.db import Database, insert_ignore
 from engine.commerce.ids import new_id
 from engine.commerce.schema import utcnow
-from engine.errors import NotFound, ValidationError
+from engine.errors import Conflict, NotFound, ValidationError
 from engine.fraud.decision import Decision, Outcome, RiskLevel
 from engine.fraud.explain import Reason
 from engine.fraud.schema import FraudDecision, FraudFeedback
@@ -27,6 +27,10 @@ REVIEW_STATUSES = ("open", "resolved", "all")
 
 class DecisionNotFound(NotFound):
     code = "decision_not_found"
+
+
+class ReviewResolved(Conflict):
+    code = "review_resolved"
 
 
 class DecisionLog(WriteBehind[Decision]):
@@ -98,11 +102,20 @@ class DecisionLog(WriteBehind[Decision]):
 
     # --- feedback ------------------------------------------------------------------------------
     def add_feedback(
-        self, decision: Decision, label: str, reported_at: datetime, note: str | None = None
+        self,
+        decision: Decision,
+        label: str,
+        reported_at: datetime,
+        note: str | None = None,
+        *,
+        only_label: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Store ``label`` for ``decision`` once: (the stored feedback, whether this call
         stored it).  The same label sent again for the same decision (a retry, a replayed
-        webhook) answers the feedback stored first and writes nothing."""
+        webhook) answers the feedback stored first and writes nothing.  ``only_label`` (a
+        reviewer's verdict): ``ReviewResolved`` if the decision carries another label; the
+        decision's row is locked while that is checked, so two reviewers' different verdicts
+        cannot both be stored."""
         if label not in LABELS:
             raise ValidationError(f"label must be one of {', '.join(LABELS)}", field="label")
         row = {
@@ -116,6 +129,23 @@ class DecisionLog(WriteBehind[Decision]):
         }
         keys = ["decision_id", "label"]
         with self.db.transaction() as session:
+            if only_label:  # SQLite: the write transaction (BEGIN IMMEDIATE) is the lock
+                session.execute(
+                    select(FraudDecision.id)
+                    .where(FraudDecision.id == decision.decision_id)
+                    .with_for_update()
+                )
+                other = session.scalars(
+                    select(FraudFeedback.label).where(
+                        FraudFeedback.decision_id == decision.decision_id,
+                        FraudFeedback.label != label,
+                    )
+                ).first()
+                if other is not None:
+                    raise ReviewResolved(
+                        f"decision {decision.decision_id} is already labelled {other!r}",
+                        field="resolution",
+                    )
             session.execute(insert_ignore(self.db.dialect, FraudFeedback, [row], keys))
             stored = session.scalars(
                 select(FraudFeedback).where(

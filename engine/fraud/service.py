@@ -48,10 +48,6 @@ class NotInReview(Conflict):
     code = "not_in_review"
 
 
-class ReviewResolved(Conflict):
-    code = "review_resolved"
-
-
 class ModelUnavailable(Unavailable):
     code = "model_unavailable"
 
@@ -255,10 +251,12 @@ class FraudService:
         label: str,
         reported_at: datetime | None,
         note: str | None = None,
+        only_label: bool = False,
     ) -> dict[str, Any]:
         """Store a label with its decision; fraud labels also feed the label-delayed features.
         Idempotent: the same label for the same decision is stored once (``replayed`` says
-        this call found it stored)."""
+        this call found it stored).  ``only_label``: refused (``ReviewResolved``) when the
+        decision already carries another label."""
         if bool(decision_id) == bool(transaction_id):
             raise ValidationError(
                 "send exactly one of decision_id and transaction_id", field="decision_id"
@@ -277,7 +275,9 @@ class FraudService:
             decision = found
         if reported_at < decision.tx_at:
             raise ValidationError("reported_at is before the transaction", field="reported_at")
-        stored, created = self.decisions.add_feedback(decision, label, reported_at, note)
+        stored, created = self.decisions.add_feedback(
+            decision, label, reported_at, note, only_label=only_label
+        )
         degraded = False
         if label in FRAUD_LABELS:  # again on a replay: it repairs a degraded first attempt,
             # and the feature store applies one label per transaction once
@@ -303,17 +303,13 @@ class FraudService:
                 f"decision {decision_id} was {decision.outcome!r}, not sent to review",
                 field="decision_id",
             )
-        other = [f["label"] for f in self.decisions.feedback(decision_id) if f["label"] != label]
-        if other:
-            raise ReviewResolved(
-                f"decision {decision_id} is already labelled {other[0]!r}", field="resolution"
-            )
         stored = self.feedback(
             decision_id=decision_id,
             transaction_id=None,
             label=label,
             reported_at=max(datetime.now(UTC), decision.tx_at),
             note=note,
+            only_label=True,
         )
         return {**stored, "resolution": resolution}
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,13 +18,12 @@ from engine.commerce.db import Database
 from engine.errors import NotFound, ValidationError
 from engine.fraud.config import FraudConfig
 from engine.fraud.decision import Card, CardNumberRefused, Policy, ScoreRequest
-from engine.fraud.log import DecisionLog
+from engine.fraud.log import DecisionLog, ReviewResolved
 from engine.fraud.model import FraudModel
 from engine.fraud.service import (
     FraudService,
     ModelUnavailable,
     NotInReview,
-    ReviewResolved,
     TransactionReused,
 )
 from features.backends import RedisBackend
@@ -366,3 +367,25 @@ def test_the_review_queue_lists_review_decisions_and_takes_one_verdict_each(
         with pytest.raises(ValidationError) as err:
             call()
         assert err.value.field == field
+
+
+def test_two_reviewers_different_verdicts_store_one(service: FraudService) -> None:
+    """Each pair races (a barrier lines them up); the decision's row lock lets one in."""
+    service.use_policy(Policy(elevated_at=0, highest_at=100, elevated_outcome="review"))
+    decisions = [service.score(req(f"race{i}", customer_id=f"cus-race{i}")) for i in range(8)]
+    for d in decisions:
+        barrier = threading.Barrier(2)
+
+        def verdict(
+            resolution: str, decision_id: str = d.decision_id, barrier: Any = barrier
+        ) -> str:
+            barrier.wait()
+            try:
+                return service.resolve_review(decision_id, resolution)["resolution"]
+            except ReviewResolved:
+                return "refused"
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(verdict, ["approve", "refuse"]))
+        assert outcomes in (["approve", "refused"], ["refuse", "refused"]), outcomes
+        assert len(service.decisions.feedback(d.decision_id)) == 1
