@@ -189,6 +189,7 @@ def test_dashboard_review_queue_approves_and_refuses(
         page.locator('#reviews[data-state="ready"]').wait_for(timeout=READY)
         first, second = (page.locator(f'#reviews tr[data-decision="{i}"]') for i in ids)
         assert "review dashboard shoppers" in first.inner_text()
+        page.screenshot(path=str(REPORTS / "browser-dashboard-reviews.png"), full_page=True)
         first.locator("button.approve").click()
         first.wait_for(state="detached", timeout=READY)
         second.locator("button.refuse").click()
@@ -198,7 +199,6 @@ def test_dashboard_review_queue_approves_and_refuses(
         ).json()
         verdicts = {r["decision_id"]: r["resolution"] for r in done["items"]}
         assert (verdicts.get(ids[0]), verdicts.get(ids[1])) == ("approve", "refuse")
-        page.screenshot(path=str(REPORTS / "browser-dashboard-reviews.png"), full_page=True)
     finally:
         http.delete(f"/v1/fraud/rules/{rule.json()['id']}", headers=admin)
 

@@ -229,7 +229,11 @@
     function verdict(row, d, resolution) {
       row.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
       return post("/v1/fraud/reviews/" + encodeURIComponent(d.decision_id), { resolution: resolution })
-        .then(function () { row.remove(); }, function (err) {
+        .then(function () {
+          var body = row.parentNode;
+          row.remove();
+          if (!body.children.length) { empty(node, "nothing waiting for review"); node.dataset.state = "ready"; }
+        }, function (err) {
           if (err.auth) { return fail(err); }
           row.querySelector(".review-error").textContent = err.message;
           row.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
