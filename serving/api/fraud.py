@@ -196,6 +196,14 @@ async def score(request: Request) -> Response:
     return json_response(decision.public(), headers)
 
 
+def replayed_as_200(stored: dict[str, Any], response: Response) -> dict[str, Any]:
+    """A label stored before answers 200 with ``Idempotent-Replayed: true`` (else 201)."""
+    if stored["replayed"]:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored
+
+
 @router.post(
     "/feedback",
     response_model=FeedbackOut,
@@ -217,10 +225,7 @@ def feedback(body: FeedbackIn, box: Box, response: Response) -> dict[str, Any]:
         reported_at=body.reported_at,
         note=body.note,
     )
-    if stored["replayed"]:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return stored
+    return replayed_as_200(stored, response)
 
 
 # --- admin: decision log ------------------------------------------------------------------------
@@ -278,10 +283,7 @@ def resolve_review(
     labelled decision is 409 ``review_resolved``; a decision not sent to review, 409
     ``not_in_review``."""
     stored = box.fraud.resolve_review(decision_id, body.resolution, note=body.note)
-    if stored["replayed"]:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return stored
+    return replayed_as_200(stored, response)
 
 
 # --- admin: rules -------------------------------------------------------------------------------
