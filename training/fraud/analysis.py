@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from engine.fraud.inputs import INPUTS
 from training.fraud.backtest import Prepared, fit, prepare, split
-from training.fraud.protocol import DAY, Protocol
+from training.fraud.protocol import Protocol, daily_card_rankings
 
 MERCHANT_KNOWN = INPUTS.index("merchant_txn.fraud_30d_delay7d_ratio")
 
@@ -81,43 +81,22 @@ def analyse(
     score = fit(data, train, params).predict_proba(data.inputs[test])[:, 1]
     ts, card, label = data.ts[test], data.card[test], data.label[test]
     kind = scenario[test] if scenario is not None else np.where(label > 0, 1, 0)
-    known = data.inputs[test][:, MERCHANT_KNOWN] > 0
-    day = np.floor((ts - protocol.test_from) / DAY).astype(int)
-    detected: set[object] = set()
+    known = data.inputs[test][:, MERCHANT_KNOWN] > 0  # the merchant's fraud known by then
     precision = []
-    for d in range(protocol.test_days):
-        rows = np.flatnonzero(day == d)
-        if rows.size == 0:
-            continue
-        # per card: best score, fraud that day, the fraud's scenario, merchant known at the best
-        best: dict[object, list[Any]] = {}
-        for i in rows:
-            c = card[i]
-            if c in detected:
-                continue
-            entry = best.get(c)
-            if entry is None:
-                best[c] = entry = [score[i], 0, "", known[i]]
-            elif score[i] > entry[0]:
-                entry[0], entry[3] = score[i], known[i]
-            if label[i]:
-                entry[1], entry[2] = 1, str(int(kind[i]))
-        ranked = sorted(best.items(), key=lambda item: -item[1][0])
-        top = ranked[:k]
+    for ranked in daily_card_rankings(ts, card, label, score, protocol, k=k):
         out.days += 1
-        out.cut_scores.append(float(top[-1][1][0]))
-        for rank, (_c, (s, fraud, why, merchant_known)) in enumerate(ranked):
+        out.cut_scores.append(ranked[:k][-1].score)
+        for rank, r in enumerate(ranked):
             if rank < k:
-                if fraud:
-                    out.frauds_in_top[why] += 1
+                if r.fraud:
+                    out.frauds_in_top[str(int(kind[r.fraud_row]))] += 1
                 else:
                     out.legit_in_top += 1
-            elif fraud:
-                out.frauds_missed[why] += 1
-                out.missed_scores.append(float(s))
-                out.missed_merchant_unknown += int(not merchant_known)
-        precision.append(sum(e[1] for _c, e in top) / k)
-        detected |= {c for c, e in top if e[1]}
+            elif r.fraud:
+                out.frauds_missed[str(int(kind[r.fraud_row]))] += 1
+                out.missed_scores.append(r.score)
+                out.missed_merchant_unknown += int(not known[r.best])
+        precision.append(sum(r.fraud for r in ranked[:k]) / k)
     out.card_precision.append(float(np.mean(precision)))
 
 

@@ -11,8 +11,11 @@ days are averaged.  This follows the handbook's reference code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -72,6 +75,57 @@ def known_compromised_mask(
     return drop
 
 
+_SCORE = itemgetter(1)
+
+
+class RankedCard(NamedTuple):
+    """A card as card precision ranks it on one test day."""
+
+    card: object
+    score: float  # its highest score that day
+    fraud: bool  # a fraud among its transactions that day
+    best: int  # the row (of the arrays ranked) of that highest score
+    fraud_row: int  # the row of its last fraud that day, -1 without one
+
+
+def daily_card_rankings(
+    ts: npt.NDArray[np.float64],
+    card: npt.NDArray[np.object_],
+    label: npt.NDArray[np.int_],
+    score: npt.NDArray[np.float64],
+    protocol: Protocol,
+    *,
+    k: int = 100,
+) -> Iterator[list[RankedCard]]:
+    """Each test day's cards, highest score first (ties in row order), as card precision@k
+    ranks them: a card found fraudulent in an earlier day's top ``k`` is left out."""
+    day = np.floor((ts - protocol.test_from) / DAY).astype(int)
+    detected: set[object] = set()
+    for d in range(protocol.test_days):
+        rows = np.flatnonzero(day == d)
+        if rows.size == 0:
+            continue
+        best: dict[object, list[Any]] = {}  # card -> [score, best row, fraud row]
+        picked = (rows.tolist(), card[rows], score[rows].tolist(), label[rows].tolist())
+        for i, c, s, y in zip(*picked, strict=True):
+            if c in detected:
+                continue
+            entry = best.get(c)
+            if entry is None:
+                best[c] = entry = [s, i, -1]
+            elif s > entry[0]:
+                entry[0], entry[1] = s, i
+            if y:
+                entry[2] = i
+        ranked = sorted(
+            (RankedCard(c, s, f >= 0, b, f) for c, (s, b, f) in best.items()),
+            key=_SCORE,
+            reverse=True,  # stable: equal scores stay in row order
+        )
+        yield ranked
+        detected |= {r.card for r in ranked[:k] if r.fraud}
+
+
 def card_precision_at_k(
     ts: npt.NDArray[np.float64],
     card: npt.NDArray[np.object_],
@@ -82,22 +136,10 @@ def card_precision_at_k(
     k: int = 100,
 ) -> float:
     """Mean over test days of the fraud share among the k cards scored highest that day."""
-    day = np.floor((ts - protocol.test_from) / DAY).astype(int)
-    detected: set[object] = set()
-    per_day: list[float] = []
-    for d in range(protocol.test_days):
-        rows = day == d
-        if not rows.any():
-            continue
-        best: dict[object, tuple[float, int]] = {}
-        for c, s, y in zip(card[rows], score[rows], label[rows], strict=True):
-            if c in detected:
-                continue
-            prev = best.get(c)
-            best[c] = (s, int(y)) if prev is None else (max(s, prev[0]), max(int(y), prev[1]))
-        top = sorted(best.items(), key=lambda item: -item[1][0])[:k]
-        per_day.append(sum(y for _c, (_s, y) in top) / k)
-        detected |= {c for c, (_s, y) in top if y}
+    per_day = [
+        sum(r.fraud for r in ranked[:k]) / k
+        for ranked in daily_card_rankings(ts, card, label, score, protocol, k=k)
+    ]
     return float(np.mean(per_day)) if per_day else 0.0
 
 
