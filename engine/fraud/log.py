@@ -23,6 +23,7 @@ from engine.writebehind import WriteBehind
 
 LABELS = ("fraud", "legit", "chargeback")
 REVIEW_STATUSES = ("open", "resolved", "all")
+RESOLUTIONS = {"approve": "legit", "refuse": "fraud"}  # a reviewer's verdict -> its label
 
 
 class DecisionNotFound(NotFound):
@@ -177,9 +178,8 @@ def feedback_dict(row: FraudFeedback) -> dict[str, Any]:
     }
 
 
-def review_dict(d: Decision, feedback: list[dict[str, Any]]) -> dict[str, Any]:
-    """A decision in the review queue: what a reviewer needs to judge it, and its labels."""
-    first = feedback[0]["label"] if feedback else None
+def decision_dict(d: Decision) -> dict[str, Any]:
+    """A logged decision for an operator: the answer and the request it judged."""
     return {
         **d.public(),
         "customer_id": d.customer_id,
@@ -188,8 +188,18 @@ def review_dict(d: Decision, feedback: list[dict[str, Any]]) -> dict[str, Any]:
         "currency": d.currency,
         "timestamp": d.tx_at,
         "attributes": d.attributes,
+    }
+
+
+def review_dict(d: Decision, feedback: list[dict[str, Any]]) -> dict[str, Any]:
+    """A decision in the review queue: what a reviewer needs to judge it, and its labels (the
+    first says how it was resolved: legit is an approval, fraud or a chargeback a refusal)."""
+    first = feedback[0]["label"] if feedback else None
+    approved = first == RESOLUTIONS["approve"]
+    return {
+        **decision_dict(d),
         "status": "resolved" if feedback else "open",
-        "resolution": None if first is None else "approve" if first == "legit" else "refuse",
+        "resolution": None if first is None else "approve" if approved else "refuse",
         "feedback": feedback,
     }
 

@@ -33,7 +33,7 @@ from engine.fraud.decision import (
     risk_score,
 )
 from engine.fraud.inputs import INPUTS, assemble
-from engine.fraud.log import DecisionLog, DecisionNotFound
+from engine.fraud.log import RESOLUTIONS, DecisionLog, DecisionNotFound
 from engine.fraud.model import FraudModel
 from engine.fraud.rules import Verdict
 from engine.rollout import Rollout
@@ -41,7 +41,6 @@ from engine.rollout.log import ShadowLog, ShadowRecord
 
 log = logging.getLogger(__name__)
 FRAUD_LABELS = frozenset({"fraud", "chargeback"})
-RESOLUTIONS = {"approve": "legit", "refuse": "fraud"}  # a review's resolution -> its label
 
 
 class NotInReview(Conflict):

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from engine.fraud.decision import Card, Item, ScoreRequest
 from engine.fraud.inputs import INPUTS
+from engine.fraud.log import decision_dict
 from serving.api.deps import Admin, Box, Checkout, checkout, container
 from serving.api.fastpath import json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
@@ -234,13 +235,7 @@ def get_decision(decision_id: Annotated[str, Path(max_length=64)], box: Box) -> 
     """One logged decision with its request attributes, model inputs and feedback."""
     decision = box.fraud.decisions.get(decision_id)
     return {
-        **decision.public(),
-        "customer_id": decision.customer_id,
-        "merchant_id": decision.merchant_id,
-        "amount": float(decision.amount),
-        "currency": decision.currency,
-        "timestamp": decision.tx_at,
-        "attributes": decision.attributes,
+        **decision_dict(decision),
         "inputs": dict(zip(INPUTS, decision.inputs, strict=True)),
         "feedback": box.fraud.decisions.feedback(decision_id),
     }
