@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from engine.commerce.domain import LineRequest, OrderAction
 from engine.commerce.orders import CardInfo, OrderRequest, PaymentRequest
 from serving.api.deps import Admin, Box, Checkout, CheckoutCaller, OrderCheckout, Storefront
+from serving.api.fastpath import answer_replayed
 from serving.api.schemas import (
     ChannelIn,
     ChannelOut,
@@ -187,8 +188,7 @@ def place_order(
     )
     placed = box.orders.place(req, idempotency_key)
     if placed.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        answer_replayed(response)
     return placed.order
 
 

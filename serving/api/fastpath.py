@@ -47,6 +47,15 @@ def body_errors(exc: ValidationError, *within: str | int) -> RequestValidationEr
     )
 
 
+REPLAYED = {"Idempotent-Replayed": "true"}  # the header of an answer to a request seen before
+
+
+def answer_replayed(response: Response) -> None:
+    """A request seen before (an idempotent retry) is answered 200, ``Idempotent-Replayed``."""
+    response.status_code = 200
+    response.headers.update(REPLAYED)
+
+
 def json_response(content: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), media_type="application/json", headers=headers)
 

@@ -13,7 +13,7 @@ from engine.fraud.decision import Card, Item, ScoreRequest
 from engine.fraud.inputs import INPUTS
 from engine.fraud.log import decision_dict
 from serving.api.deps import Admin, Box, Checkout, checkout, container
-from serving.api.fastpath import json_body, json_response, parse_body
+from serving.api.fastpath import REPLAYED, answer_replayed, json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
 
 router = APIRouter(prefix="/v1/fraud")
@@ -193,16 +193,8 @@ async def score(request: Request) -> Response:
     body = parse_body(ScoreIn, await request.body())
     caller.check_channel(body.channel)
     decision = container(request).fraud.score(body.to_request())
-    headers = {"Idempotent-Replayed": "true"} if decision.replayed else None
+    headers = REPLAYED if decision.replayed else None
     return json_response(decision.public(), headers)
-
-
-def replayed_as_200(stored: dict[str, Any], response: Response) -> dict[str, Any]:
-    """A label stored before answers 200 with ``Idempotent-Replayed: true`` (else 201)."""
-    if stored["replayed"]:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
-    return stored
 
 
 @router.post(
@@ -226,7 +218,9 @@ def feedback(body: FeedbackIn, box: Box, response: Response) -> dict[str, Any]:
         reported_at=body.reported_at,
         note=body.note,
     )
-    return replayed_as_200(stored, response)
+    if stored["replayed"]:
+        answer_replayed(response)
+    return stored
 
 
 # --- admin: decision log ------------------------------------------------------------------------
@@ -278,7 +272,9 @@ def resolve_review(
     labelled decision is 409 ``review_resolved``; a decision not sent to review, 409
     ``not_in_review``."""
     stored = box.fraud.resolve_review(decision_id, body.resolution, note=body.note)
-    return replayed_as_200(stored, response)
+    if stored["replayed"]:
+        answer_replayed(response)
+    return stored
 
 
 # --- admin: rules -------------------------------------------------------------------------------
