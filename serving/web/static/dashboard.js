@@ -11,6 +11,7 @@
   var SVG = "http://www.w3.org/2000/svg";
   var $ = function (id) { return document.getElementById(id); };
   var latencyTimer = null;
+  var REVIEWS_SHOWN = 50; // the review queue's newest open decisions on the board
 
   function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
@@ -22,24 +23,31 @@
     }
   }
 
+  /* The admin API with the token: a refused token throws an error marked `auth`. */
+  function admin(path, init) {
+    var headers = Object.assign({ Authorization: "Bearer " + token(), Accept: "application/json" },
+      (init || {}).headers);
+    return fetch(path, Object.assign({}, init, { headers: headers })).then(function (res) {
+      if (res.status === 401) { throw Object.assign(new Error("the admin token was refused"), { auth: true }); }
+      return res;
+    });
+  }
+
   function get(path) {
-    return fetch(path, { headers: { Authorization: "Bearer " + token(), Accept: "application/json" } })
-      .then(function (res) {
-        if (res.status === 401) { throw Object.assign(new Error("the admin token was refused"), { auth: true }); }
-        if (!res.ok) {
-          return res.text().then(function (t) { throw new Error(path + " → " + res.status + " " + t); });
-        }
-        return res.json();
-      });
+    return admin(path).then(function (res) {
+      if (!res.ok) {
+        return res.text().then(function (t) { throw new Error(path + " → " + res.status + " " + t); });
+      }
+      return res.json();
+    });
   }
 
   function post(path, body) {
-    return fetch(path, {
+    return admin(path, {
       method: "POST",
-      headers: { Authorization: "Bearer " + token(), Accept: "application/json", "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body)
     }).then(function (res) {
-      if (res.status === 401) { throw Object.assign(new Error("the admin token was refused"), { auth: true }); }
       return res.json().then(function (j) {
         if (!res.ok) { throw new Error((j.error && j.error.message) || path + " → " + res.status); }
         return j;
@@ -221,18 +229,18 @@
   function drawReviews(page) {
     var node = $("reviews");
     var items = page.items || [];
-    if (!items.length) {
+    function nothingLeft() {
       empty(node, "nothing waiting for review");
       node.dataset.state = "ready";
-      return;
     }
+    if (!items.length) { return nothingLeft(); }
     function verdict(row, d, resolution) {
       row.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
       return post("/v1/fraud/reviews/" + encodeURIComponent(d.decision_id), { resolution: resolution })
         .then(function () {
           var body = row.parentNode;
           row.remove();
-          if (!body.children.length) { empty(node, "nothing waiting for review"); node.dataset.state = "ready"; }
+          if (!body.children.length) { nothingLeft(); }
         }, function (err) {
           if (err.auth) { return fail(err); }
           row.querySelector(".review-error").textContent = err.message;
@@ -257,13 +265,11 @@
       refuse.addEventListener("click", function () { verdict(row, d, "refuse"); });
       return row;
     });
-    node.replaceChildren(h("table", {}, [
-      h("thead", {}, [h("tr", {}, ["time (UTC)", "customer", "amount", "risk", "why", "verdict"].map(function (c) {
-        return h("th", {}, [c]);
-      }))]),
-      h("tbody", {}, rows)
-    ]));
-    if (page.next_cursor) { node.append(h("p", { class: "empty" }, ["the 50 newest shown"])); }
+    var queue = table(["time (UTC)", "customer", "amount", "risk", "why", "verdict"], []);
+    var tbody = queue.querySelector("tbody");
+    rows.forEach(function (row) { tbody.append(row); });
+    node.replaceChildren(queue);
+    if (page.next_cursor) { node.append(h("p", { class: "empty" }, ["the " + REVIEWS_SHOWN + " newest shown"])); }
     node.dataset.state = "ready";
   }
 
@@ -295,7 +301,7 @@
       optional(get("/v1/crm/segments").then(drawSegments), $("chart-segments"), "segments"),
       optional(get("/v1/crm/high-value?limit=10").then(drawHighValue), $("high-value"), "customers"),
       optional(get("/v1/experiments").then(drawExperiments), $("experiments"), "experiments"),
-      optional(get("/v1/fraud/reviews?status=open&limit=50").then(drawReviews), $("reviews"), "review queue"),
+      optional(get("/v1/fraud/reviews?status=open&limit=" + REVIEWS_SHOWN).then(drawReviews), $("reviews"), "review queue"),
       refreshLatency()
     ]).then(function () {
       $("board").dataset.state = "ready";
