@@ -73,6 +73,18 @@ def _wait(app: AppProcess, kind: str, until: Callable[[dict[str, Any]], bool]) -
     raise AssertionError(f"{kind} did not switch: {_models(app)[kind]}\n{app.log_tail()}")
 
 
+def _shadow_v2(app: AppProcess, kind: str) -> None:
+    """Version 2 becomes ``kind``'s challenger, in shadow, and serving follows."""
+    app.cli("models", "challenge", kind, "2")
+    app.cli("models", "rollout", kind, "shadow")
+    _wait(app, kind, lambda m: m["rollout"] == "shadow" and m["challenger"] == "2")
+
+
+def _rollout_off(app: AppProcess, kind: str) -> None:
+    app.cli("models", "rollout", kind, "off")
+    _wait(app, kind, lambda m: m["rollout"] == "off")
+
+
 class Checkout:
     """Fraud scores from ``threads`` threads until stopped: every status and version seen."""
 
@@ -131,9 +143,7 @@ def test_promote_and_rollback_switch_serving_with_no_failed_request(app: AppProc
 
 
 def test_shadow_logs_the_challenger_and_compare_reads_it(app: AppProcess) -> None:
-    app.cli("models", "challenge", "fraud", "2")
-    app.cli("models", "rollout", "fraud", "shadow")
-    _wait(app, "fraud", lambda m: m["rollout"] == "shadow" and m["challenger"] == "2")
+    _shadow_v2(app, "fraud")
     with httpx.Client(base_url=app.url, headers=ADMIN, timeout=10) as http:
         for i in range(30):
             r = http.post(
@@ -154,14 +164,11 @@ def test_shadow_logs_the_challenger_and_compare_reads_it(app: AppProcess) -> Non
     offline = report["offline"]["models"]
     assert set(offline) == {"champion v1", "challenger v2"}
     assert all(0.0 <= m["roc_auc"] <= 1.0 for m in offline.values())
-    app.cli("models", "rollout", "fraud", "off")
-    _wait(app, "fraud", lambda m: m["rollout"] == "off")
+    _rollout_off(app, "fraud")
 
 
 def test_recommendations_in_shadow_are_logged_beside_the_champions(app: AppProcess) -> None:
-    app.cli("models", "challenge", "recs", "2")
-    app.cli("models", "rollout", "recs", "shadow")
-    _wait(app, "recs", lambda m: m["rollout"] == "shadow" and m["challenger"] == "2")
+    _shadow_v2(app, "recs")
     with httpx.Client(base_url=app.url, headers=ADMIN, timeout=10) as http:
         for i in range(20):
             r = http.get(f"/v1/recommendations/shadow-{i}", params={"k": 5})
@@ -191,8 +198,7 @@ def test_recommendations_in_shadow_are_logged_beside_the_champions(app: AppProce
     assert shadow["requests"] >= 20 and shadow["versions"] == ["1/2"]
     # both versions were trained on the same rows with the same seed: the same lists
     assert shadow["mean_list_overlap"] == 1.0
-    app.cli("models", "rollout", "recs", "off")
-    _wait(app, "recs", lambda m: m["rollout"] == "off")
+    _rollout_off(app, "recs")
 
 
 def test_canary_answers_a_sticky_share_of_customers(app: AppProcess) -> None:
@@ -229,8 +235,7 @@ def test_canary_answers_a_sticky_share_of_customers(app: AppProcess) -> None:
     canary = report["canary"]
     assert canary["2"]["decisions"] >= 16 and canary["1"]["decisions"] >= 16
     for kind in ("fraud", "recs"):
-        app.cli("models", "rollout", kind, "off")
-        _wait(app, kind, lambda m: m["rollout"] == "off")
+        _rollout_off(app, kind)
 
 
 def test_reports_are_logged_with_every_run(app: AppProcess) -> None:
