@@ -114,23 +114,55 @@ class FeatureView:
     delayed: DelayedRatio | None = None
     labels_known: bool = False  # keep a count of fraud labels reported on this entity
 
-    def feature_names(self) -> list[str]:
-        names: list[str] = []
+    def features(self) -> list[Feature]:
+        """Every feature this view serves, in the order of the feature vector: the one place
+        a feature gets its name (``{view}.{aggregation}_{window}``, …)."""
+        out: list[Feature] = []
         for agg in self.aggregations:
             if agg.kind is Kind.LAST:
-                names += [f"{self.name}.{agg.name}", f"{self.name}.{agg.name}_age_s"]
+                base = f"{self.name}.{agg.name}"
+                out += [Feature(base, "last", agg), Feature(f"{base}_age_s", "age", agg)]
             else:
-                names += [f"{self.name}.{agg.name}_{w.name}" for w in agg.windows]
+                kind = agg.kind.value
+                out += [
+                    Feature(f"{self.name}.{agg.name}_{w.name}", kind, agg, w) for w in agg.windows
+                ]
         aggs = {a.name: a for a in self.aggregations}
         if "amount_sum" in aggs and "txn_count" in aggs:
-            names += [f"{self.name}.amount_mean_{w.name}" for w in aggs["amount_sum"].windows]
+            amounts = aggs["amount_sum"]
+            out += [
+                Feature(f"{self.name}.amount_mean_{w.name}", "mean", amounts, w)
+                for w in amounts.windows
+            ]
         if self.delayed:
-            for n in self.delayed.days:
-                base = f"{self.name}.{self.delayed.name}_{n}d_delay{self.delayed.delay_days}d"
-                names += [f"{base}_count", f"{base}_frauds", f"{base}_ratio"]
+            d = self.delayed
+            for n in d.days:
+                base = f"{self.name}.{d.name}_{n}d_delay{d.delay_days}d"
+                out += [
+                    Feature(f"{base}_{part}", f"delayed_{part}", days=n)
+                    for part in ("count", "frauds", "ratio")
+                ]
         if self.labels_known:
-            names.append(f"{self.name}.frauds_known")
-        return names
+            out.append(Feature(f"{self.name}.frauds_known", "frauds_known"))
+        return out
+
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features()]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One feature a view serves.  ``kind``: an aggregation's kind (count, sum, max,
+    distinct, last), or ``age`` (seconds since a last value), ``mean`` (sum / count over the
+    window), ``delayed_count`` / ``delayed_frauds`` / ``delayed_ratio`` (transactions, fraud
+    labels reported by now, and their ratio over ``[t-(days+delay), t-delay]``),
+    ``frauds_known`` (fraud labels reported so far)."""
+
+    name: str
+    kind: str
+    aggregation: Aggregation | None = None
+    window: Window | None = None
+    days: int | None = None
 
 
 def _count(name: str, *windows: Window, when: frozenset[str] | None = None) -> Aggregation:
@@ -338,21 +370,14 @@ def _derived() -> tuple[tuple[str, str, str], ...]:
     """(output, numerator, denominator) of every derived feature: means and fraud ratios."""
     out: list[tuple[str, str, str]] = []
     for view in VIEWS:
-        aggs = {a.name: a for a in view.aggregations}
-        if "amount_sum" in aggs and "txn_count" in aggs:
-            out += [
-                (
-                    f"{view.name}.amount_mean_{w.name}",
-                    f"{view.name}.amount_sum_{w.name}",
-                    f"{view.name}.txn_count_{w.name}",
-                )
-                for w in aggs["amount_sum"].windows
-            ]
-        if view.delayed:
-            d = view.delayed
-            for n in d.days:
-                base = f"{view.name}.{d.name}_{n}d_delay{d.delay_days}d"
-                out.append((f"{base}_ratio", f"{base}_frauds", f"{base}_count"))
+        for f in view.features():
+            if f.kind == "mean":
+                assert f.window is not None
+                w = f.window.name
+                out.append((f.name, f"{view.name}.amount_sum_{w}", f"{view.name}.txn_count_{w}"))
+            elif f.kind == "delayed_ratio":
+                base = f.name.removesuffix("_ratio")
+                out.append((f.name, f"{base}_frauds", f"{base}_count"))
     return tuple(out)
 
 

@@ -20,6 +20,7 @@ from engine.errors import CartwiseError
 from serving.cli_channels import DemoKeys, channels_app, demo_keys
 from serving.cli_common import console, settings_from_env, write_private
 from serving.cli_crm import customers_app, print_segments
+from serving.cli_features import features_app
 from serving.cli_fraud import fraud_app, train_demo_model
 from serving.cli_models import models_app, train_command
 from serving.cli_pricing import pricing_app
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="cartwise: real-time decisions for online stores.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(fraud_app, name="fraud")
 app.add_typer(recs_app, name="recs")
@@ -55,40 +55,6 @@ def db_upgrade() -> None:
     console.print(f"[green]schema up to date[/] at {settings.resolved_database_url()}")
 
 
-@features_app.command("rebuild")
-def features_rebuild() -> None:
-    """Recompute the online store (Redis) from the commerce database's history."""
-    from engine.commerce.history import history
-    from features.rebuild import rebuild
-    from serving.bootstrap import bootstrap
-
-    container = bootstrap(settings_from_env(), migrate=True, load_models=False)
-    try:
-        with Progress(
-            TextColumn("{task.description}"),
-            TextColumn("{task.completed}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            tasks: dict[str, TaskID] = {}
-
-            def report(kind: str, done: int) -> None:
-                if kind not in tasks:
-                    tasks[kind] = progress.add_task(kind, total=None)
-                progress.update(tasks[kind], completed=done)
-
-            summary = rebuild(container.features, history(container.db), report)
-    finally:
-        container.close()
-    if summary.degraded:
-        console.print("[red]Redis was unreachable during the rebuild; run it again[/]")
-        raise typer.Exit(1)
-    console.print(
-        f"rebuilt in {summary.seconds:.1f}s (removed {summary.removed_keys} keys): "
-        + ", ".join(f"{k} {v}" for k, v in summary.counts.items())
-    )
-
-
 def _rebuild_features(container: Container, skip: frozenset[str] = frozenset()) -> None:
     """``skip``: payment ids left out (``training.demo.scoring``: scored instead)."""
     from engine.commerce.history import history
@@ -100,26 +66,6 @@ def _rebuild_features(container: Container, skip: frozenset[str] = frozenset()) 
         "[red]Redis unreachable: run `cartwise features rebuild`[/]" if summary.degraded else "ok"
     )
     console.print(f"online features rebuilt in {summary.seconds:.1f}s: {state}")
-
-
-@features_app.command("inspect")
-def features_inspect(entity: str, entity_id: str) -> None:
-    """Print one entity's current feature values."""
-    import json
-
-    from features.definitions import Entity
-    from serving.bootstrap import bootstrap
-
-    try:
-        kind = Entity(entity)
-    except ValueError:
-        console.print(f"[red]unknown entity {entity!r}; one of {[e.value for e in Entity]}[/]")
-        raise typer.Exit(2) from None
-    container = bootstrap(settings_from_env(), migrate=False, load_models=False)
-    try:
-        console.print_json(json.dumps(container.features.inspect(kind, entity_id), default=str))
-    finally:
-        container.close()
 
 
 @app.command()

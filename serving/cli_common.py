@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from engine.errors import CartwiseError
+from engine.errors import CartwiseError, ValidationError
 from serving.settings import Settings
 
 console = Console()
@@ -57,3 +58,16 @@ def apply_yaml(path: Path, apply: Callable[[Any], list[str]], err: Console) -> l
         raise typer.Exit(2) from None
     except CartwiseError as exc:
         raise fail(err, exc) from None
+
+
+def aware_time(text: str | None, name: str) -> datetime | None:
+    """An ``--{name}`` option's ISO date or time, which must carry a zone; None stays None."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"--{name} is an ISO date or time", field=name) from None
+    if value.tzinfo is None:
+        raise ValidationError(f"--{name} needs a time zone (e.g. 2026-01-01T00:00Z)", field=name)
+    return value

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import apply_yaml, console, fail, settings_from_env
+from serving.cli_common import apply_yaml, aware_time, console, fail, settings_from_env
 
 pricing_app = typer.Typer(
     help="Dynamic pricing: elasticities, repricing, simulation.", no_args_is_help=True
@@ -23,18 +23,6 @@ _SALES_HELP = (
     "CSV / Parquet of daily sales: sku, category, day, units, price "
     "(default: the commerce database's orders)."
 )
-
-
-def _when(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValidationError(f"--{name} is an ISO date or time", field=name) from None
-    if value.tzinfo is None:
-        raise ValidationError(f"--{name} needs a time zone (e.g. 2026-01-01T00:00Z)", field=name)
-    return value
 
 
 def _utc(day: Any) -> datetime:
@@ -75,7 +63,7 @@ def fit_elasticity(
     settings = settings_from_env()
     container = bootstrap(settings, load_models=False)
     try:
-        frm, to = _when(since, "since"), _when(until, "until")
+        frm, to = aware_time(since, "since"), aware_time(until, "until")
         with err.status("reading sales…"):
             table = (
                 sales_from_file(sales) if sales else daily_sales(container.db, since=frm, until=to)

@@ -1,4 +1,5 @@
-"""Routes of the feature store: storefront event ingestion and (admin) inspection."""
+"""Routes of the feature store: storefront event ingestion, and (admin) the catalogue and one
+entity's current values."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
 
 from engine.commerce.interactions import MAX_BATCH, InteractionRequest
-from features.definitions import Entity
+from features.catalog import catalog
+from features.definitions import Entity, Source
 from serving.api.deps import Admin, Box, StorefrontCaller
 from serving.api.fastpath import body_errors
 from serving.api.schemas import In
@@ -124,6 +126,22 @@ def ingest_events(
         duplicates=recorded.duplicates,
         degraded=box.ingestor.degraded_in_thread(),
     )
+
+
+class CatalogOut(BaseModel):
+    definitions_version: str
+    views: list[dict[str, Any]] = Field(
+        description="Per view: name, entity, source, ttl_s, label_delay_days and its features "
+        "(name, kind, window, window_s, bucket_s, delay_span_days, of, event_types, "
+        "approximate, description)."
+    )
+
+
+@router.get("/features", response_model=CatalogOut, dependencies=[Admin], tags=["admin"])
+def feature_catalog(source: Source | None = None) -> CatalogOut:
+    """The feature catalogue (what ``cartwise features list`` prints): every view and its
+    features, derived from the definitions the online store and training both use."""
+    return CatalogOut.model_validate(catalog(source))
 
 
 @router.get(

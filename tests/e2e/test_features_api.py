@@ -126,3 +126,23 @@ def test_bad_events_are_refused_and_nothing_is_stored(
     views = http.get(f"/v1/features/sku/{sku}", headers=admin).json()["views"]
     assert views["sku_activity"]["features"]["sku_activity.views_1h"] == 0
     assert http.post("/v1/events", json={"events": []}).status_code == 422
+
+
+def test_the_catalogue_lists_what_inspection_serves(http: httpx.Client, admin: dict) -> None:
+    assert http.get("/v1/features").status_code == 401
+    body = http.get("/v1/features", headers=admin).json()
+    assert body["definitions_version"]
+    listed = {v["name"]: {f["name"]: f["kind"] for f in v["features"]} for v in body["views"]}
+    for entity in ("customer", "merchant", "session"):
+        served = http.get(f"/v1/features/{entity}/never-seen", headers=admin).json()["views"]
+        for view, values in served.items():
+            # inspection shows stored values; means and ratios are derived from them
+            stored = {
+                n for n, kind in listed[view].items() if kind not in {"mean", "delayed_ratio"}
+            }
+            assert set(values["features"]) == stored, view
+    only = http.get("/v1/features", params={"source": "interaction"}, headers=admin).json()
+    assert {v["source"] for v in only["views"]} == {"interaction"}
+    assert "session_activity" in {v["name"] for v in only["views"]}
+    bad = http.get("/v1/features", params={"source": "planet"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "source"
