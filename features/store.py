@@ -205,7 +205,8 @@ class FeatureStore:
     def inspect(
         self, entity: Entity, entity_id: str, now: float | None = None
     ) -> dict[str, object]:
-        """Every view of one entity: values, last write time, TTL."""
+        """Every view of one entity: the values a decision would read now (means and ratios
+        included), last write time, TTL."""
         now = time.time() if now is None else now
         views = views_of(entity)
         plan = plan_read([(v, entity_id) for v in views], now)
@@ -213,7 +214,7 @@ class FeatureStore:
             ((_, results),) = self.backend.run([plan])
         except BackendUnavailable:
             return {"degraded": True, "views": {}}
-        values = decode(plan, results)
+        values = derive(decode(plan, results))
         out: dict[str, object] = {}
         reads = [o[3] for o in plan.outputs if o[1] == "gate"]
         for view, read in zip(views, reads, strict=True):

@@ -178,6 +178,8 @@ def test_label_delayed_ratio_counts_labels_known_by_then(store: FeatureStore) ->
     assert values[f"{base}_count"] == 10.0
     assert values[f"{base}_frauds"] == 1.0
     assert values[f"{base}_ratio"] == pytest.approx(0.1)
+    shown = store.inspect(Entity.MERCHANT, "mX", now=read_at)["views"]["merchant_txn"]
+    assert shown["features"] == {k: v for k, v in values.items() if k.startswith("merchant_txn.")}
 
 
 def test_unreachable_redis_degrades_instead_of_raising() -> None:
