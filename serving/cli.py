@@ -149,11 +149,16 @@ def serve(
     redis_proc = _embedded_redis(settings) if embedded_redis else None
     try:
         if plain:
+            import os
+
             import uvicorn
 
+            from serving import metrics
             from serving.runtime import prepare_schema
 
             prepare_schema(settings)
+            if workers > 1 and not os.environ.get(metrics.ENV):  # the workers count together
+                os.environ[metrics.ENV] = metrics.prepare(settings.data_dir / "metrics")
             uvicorn.run(
                 "serving.asgi:create",
                 factory=True,

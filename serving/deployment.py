@@ -8,6 +8,8 @@ forked it, never at import time.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from ray import serve
@@ -15,6 +17,7 @@ from ray.serve import Application
 
 from engine.fraud.decision import Policy
 from engine.pricing.schedule import RepriceSchedule
+from serving import metrics
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
 from serving.settings import Settings
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 class CartwiseApi:
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         config = Settings(**(settings or {}))
+        if os.environ.get(metrics.ENV):  # this node's replicas count into one directory
+            Path(os.environ[metrics.ENV]).mkdir(parents=True, exist_ok=True)
         self.container = bootstrap(config, migrate=False)
         self.schedule: RepriceSchedule | None = None
         if config.reprice_every_s:
@@ -87,7 +92,12 @@ def settings_args(settings: Settings) -> dict[str, Any]:
 def build(args: dict[str, Any] | None = None) -> Application:
     """Application builder: ``args`` are Settings fields (env CARTWISE_* fills the rest)."""
     settings = Settings(**(args or {}))
+    # set before the replica's Python starts: prometheus-client picks its mode at import
+    metrics_dir = os.environ.get(metrics.ENV) or str((settings.data_dir / "metrics").resolve())
     return CartwiseApi.options(  # type: ignore[attr-defined]
         num_replicas=settings.replicas,
-        ray_actor_options={"num_cpus": settings.replica_cpus},
+        ray_actor_options={
+            "num_cpus": settings.replica_cpus,
+            "runtime_env": {"env_vars": {metrics.ENV: metrics_dir}},
+        },
     ).bind(settings_args(settings))

@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from serving import metrics
 from serving.bootstrap import bootstrap
 from serving.settings import Settings
 
@@ -56,6 +57,8 @@ def serve_app(settings: Settings, *, wait_s: float = 120) -> str:
     from serving.deployment import build, settings_args
 
     prepare_schema(settings)  # schema first, once, before replicas start
+    if settings.ray_address == "local" and not os.environ.get(metrics.ENV):
+        metrics.prepare(settings.data_dir / "metrics")  # this run's counts, none of the last
     start_ray(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings_args(settings)), name=APP_NAME, route_prefix="/", blocking=False)

@@ -33,10 +33,12 @@ from typing import Any
 
 import orjson
 
+from serving.metrics import REFUSED
+
 Scope = dict[str, Any]
 PROBE_S = 0.005
 WINDOW_S = 0.1
-ALWAYS = frozenset({"/healthz"})
+ALWAYS = frozenset({"/healthz", "/metrics"})  # an overloaded replica still tells why
 CHECKOUT = ("/v1/orders", "/v1/fraud/score", "/v1/fraud/feedback")  # POSTs under these
 BODY = orjson.dumps(
     {
@@ -77,6 +79,7 @@ class Gate:
             self._start_probe()  # a new event loop (a test client's): the old one's lag is stale
         limit = self.checkout_lag if checkout else self.max_lag
         if self.lag > limit or self.inflight >= self.max_inflight:
+            REFUSED.labels("loop_lag" if self.lag > limit else "inflight").inc()
             self.shed += 1
             self.shed_checkout += checkout
             return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 
 from serving.api import (
@@ -23,9 +23,10 @@ from serving.api import (
     recommend,
     telemetry,
 )
-from serving.api.deps import Box
+from serving.api.deps import Admin, Box
 from serving.api.schemas import HealthOut
 from serving.bootstrap import Container
+from serving.metrics import CONTENT_TYPE, exposition
 from serving.web import routes as web
 
 
@@ -80,5 +81,12 @@ def create_app(container: Container) -> FastAPI:
             "models": box.lifecycle.status() if box.lifecycle is not None else {},
             "versions": box.versions,
         }
+
+    @app.get("/metrics", dependencies=[Admin], tags=["ops"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics of every API process on this machine (serving/metrics.py):
+        requests by route and status, latency histograms, fraud decisions by outcome, review
+        verdicts, storefront events, recommendations, requests refused by admission control."""
+        return Response(exposition(), media_type=CONTENT_TYPE)
 
     return app

@@ -16,6 +16,7 @@ from features.definitions import Entity, Source
 from serving.api.deps import Admin, Box, StorefrontCaller
 from serving.api.fastpath import body_errors
 from serving.api.schemas import In
+from serving.metrics import EVENTS
 
 router = APIRouter(prefix="/v1")
 Id = Annotated[str, Field(min_length=1, max_length=128)]
@@ -121,6 +122,8 @@ def ingest_events(
             for e in items
         ]
     )
+    EVENTS.labels("accepted").inc(len(recorded.accepted))
+    EVENTS.labels("duplicate").inc(recorded.duplicates)
     return EventsOut(
         accepted=len(recorded.accepted),
         duplicates=recorded.duplicates,

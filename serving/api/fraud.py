@@ -15,6 +15,7 @@ from engine.fraud.log import decision_dict
 from serving.api.deps import Admin, Box, Checkout, checkout, container
 from serving.api.fastpath import REPLAYED, answer_replayed, json_body, json_response, parse_body
 from serving.api.schemas import Amount, In
+from serving.metrics import FRAUD_DECISIONS, FRAUD_REVIEWS, flag
 
 router = APIRouter(prefix="/v1/fraud")
 Text = Annotated[str, Field(max_length=320)]
@@ -193,8 +194,14 @@ async def score(request: Request) -> Response:
     body = parse_body(ScoreIn, await request.body())
     caller.check_channel(body.channel)
     decision = container(request).fraud.score(body.to_request())
-    headers = REPLAYED if decision.replayed else None
-    return json_response(decision.public(), headers)
+    if not decision.replayed:
+        FRAUD_DECISIONS.labels(
+            decision.outcome,
+            decision.risk_level,
+            str(decision.model_version),
+            flag(decision.features_degraded),
+        ).inc()
+    return json_response(decision.public(), REPLAYED if decision.replayed else None)
 
 
 @router.post(
@@ -274,6 +281,8 @@ def resolve_review(
     stored = box.fraud.resolve_review(decision_id, body.resolution, note=body.note)
     if stored["replayed"]:
         answer_replayed(response)
+    else:
+        FRAUD_REVIEWS.labels(body.resolution).inc()
     return stored
 
 

@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Response
 from pydantic import BaseModel, Field
 
+from engine.recommend.log import Recommendation
 from engine.recommend.widgets import MAX_K, Widget
 from serving.api.deps import Admin, Box, Storefront
 from serving.api.experiments import ExperimentRef
 from serving.api.fastpath import json_response
 from serving.api.schemas import Config
+from serving.metrics import RECOMMENDATIONS, flag
 
 router = APIRouter(prefix="/v1")
 K = Annotated[int | None, Query(description=f"1 to {MAX_K}; default: the widget's")]
@@ -113,6 +115,11 @@ def _recommend(
         session_id=session_id,
         channel=channel,
     )
+    return _answer(rec)
+
+
+def _answer(rec: Recommendation) -> Response:
+    RECOMMENDATIONS.labels(rec.widget, flag(rec.degraded)).inc()
     return json_response(rec.public())
 
 
@@ -125,7 +132,7 @@ def _recommend(
 async def similar(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items close to ``sku`` in the model's item space (in stock, not hidden)."""
     rec = box.recs.recommend(customer_id=None, widget=SIMILAR, k=k, context_sku=sku)
-    return json_response(rec.public())
+    return _answer(rec)
 
 
 @router.get(
@@ -137,7 +144,7 @@ async def similar(sku: SkuPath, box: Box, k: K = None) -> Response:
 async def bought_together(sku: SkuPath, box: Box, k: K = None) -> Response:
     """Items bought together with ``sku`` (similar items fill the rest)."""
     rec = box.recs.recommend(customer_id=None, widget=TOGETHER, k=k, context_sku=sku)
-    return json_response(rec.public())
+    return _answer(rec)
 
 
 # --- admin: widgets ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from tests.servers import AppProcess, RedisServer
 
 pytestmark = pytest.mark.integration
 LIMIT = 3
+ADMIN_TOKEN = "admission-admin"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
                 "CARTWISE_REDIS_URL": redis_server.url,
                 "CARTWISE_MAX_INFLIGHT": str(LIMIT),
                 "CARTWISE_LOG_LEVEL": "WARNING",
+                "CARTWISE_ADMIN_TOKEN": ADMIN_TOKEN,
             },
         )
         server.start()
@@ -68,6 +70,10 @@ def test_past_the_limit_requests_are_refused_at_once(app: AppProcess) -> None:
             assert elapsed < 0.05  # refused without waiting for anyone
             health = http.get("/healthz")  # always admitted
             assert health.status_code == 200 and health.json()["admission"]["shed"] >= 1
+            # and so is a Prometheus scrape, which says why requests were refused
+            scrape = http.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            assert scrape.status_code == 200
+            assert 'cartwise_requests_refused_total{reason="inflight"} 1.0' in scrape.text
         finally:
             for sock in held:
                 sock.close()

@@ -1,0 +1,98 @@
+"""Prometheus metrics (prometheus-client), exposed at ``GET /metrics`` (admin token).
+
+Every API process counts into the same metrics; which process answers a scrape must not
+matter.  Serve replicas (and ``cartwise serve --plain --workers N``) therefore run in
+prometheus-client's *multiprocess mode*: ``PROMETHEUS_MULTIPROC_DIR`` names a directory
+(``{data_dir}/metrics``, set in each replica's environment by ``serving.deployment.build``
+before Python starts), each process writes its counts into memory-mapped files there, and a
+scrape adds up the files of every process, the live ones and those that have exited, so a
+counter never goes backwards when a replica restarts.  A machine is one directory: on a Ray
+cluster, scrape every node (docs/operations.md).  Without the variable (tests, a single
+process) the process's own registry answers.
+
+Labels are route templates, outcomes and versions, never ids, so the series stay few.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# seconds; the targets of docs/benchmarks.md (2 ms, 10 ms, 50 ms) are bucket bounds
+BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "cartwise_http_requests",
+    "API requests answered, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "cartwise_http_request_duration_seconds",
+    "Time from a request's first byte in to its last byte out, by method and route template.",
+    ["method", "route"],
+    buckets=BUCKETS,
+)
+REFUSED = Counter(
+    "cartwise_requests_refused",
+    "Requests refused by admission control (503 + Retry-After) before any work.",
+    ["reason"],
+)
+FRAUD_DECISIONS = Counter(
+    "cartwise_fraud_decisions",
+    "Fraud decisions made (replayed answers not counted), by outcome, risk level, model "
+    "version and whether the features were degraded (Redis unreachable).",
+    ["outcome", "risk_level", "model_version", "features_degraded"],
+)
+FRAUD_REVIEWS = Counter(
+    "cartwise_fraud_reviews_resolved",
+    "Manual review verdicts stored, by resolution.",
+    ["resolution"],
+)
+EVENTS = Counter(
+    "cartwise_events",
+    "Storefront events received by POST /v1/events: accepted, or duplicates of an event_id "
+    "seen before.",
+    ["result"],
+)
+RECOMMENDATIONS = Counter(
+    "cartwise_recommendations",
+    "Recommendation lists answered, by widget and whether they were degraded.",
+    ["widget", "degraded"],
+)
+
+
+def prepare(directory: Path) -> str:
+    """Empty the multiprocess directory of a deployment about to start (the counts of an
+    earlier run would otherwise be added to its own) and return it as the variable's value."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory.resolve())
+
+
+def exposition() -> bytes:
+    """The text a scrape gets: every process's counts added up in multiprocess mode, else
+    this process's registry."""
+    directory = os.environ.get(ENV)
+    if not directory:
+        return generate_latest(REGISTRY)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return generate_latest(registry)
+
+
+def flag(value: bool) -> str:
+    return "true" if value else "false"
