@@ -7,13 +7,16 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from engine.errors import CartwiseError, ValidationError
 from serving.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 
@@ -71,3 +74,24 @@ def aware_time(text: str | None, name: str) -> datetime | None:
     if value.tzinfo is None:
         raise ValidationError(f"--{name} needs a time zone (e.g. 2026-01-01T00:00Z)", field=name)
     return value
+
+
+_TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def table_format(out: Path) -> str:
+    """``parquet`` or ``csv`` (``.csv.gz``: compressed), from an ``--out`` file's suffixes."""
+    for suffix in reversed([s.lower() for s in out.suffixes]):
+        if suffix in _TABLE_FORMATS:
+            return _TABLE_FORMATS[suffix]
+    raise ValidationError(
+        f"{out.name}: write .parquet, .csv or .csv.gz", field="out", code="invalid_request"
+    )
+
+
+def write_table(frame: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if table_format(out) == "parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)

@@ -15,13 +15,19 @@ from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
 from features.definitions import Source
-from serving.cli_common import aware_time, console, fail, settings_from_env
+from serving.cli_common import (
+    aware_time,
+    console,
+    fail,
+    settings_from_env,
+    table_format,
+    write_table,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
-_WRITERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 
 
 @features_app.command("list")
@@ -56,16 +62,6 @@ def features_list(
     console.print(
         f"{total} features in {len(found['views'])} views "
         f"(definitions version {found['definitions_version']})"
-    )
-
-
-def _format(out: Path) -> str:
-    suffixes = [s.lower() for s in out.suffixes]
-    for suffix in reversed(suffixes):
-        if suffix in _WRITERS:
-            return _WRITERS[suffix]
-    raise ValidationError(
-        f"{out.name}: write .parquet, .csv or .csv.gz", field="out", code="invalid_request"
     )
 
 
@@ -147,7 +143,7 @@ def features_export(
     started = time.perf_counter()
     try:
         _check(transactions, interactions, labels, as_of)
-        writer = _format(out)
+        table_format(out)  # refused before any work
         with err.status("computing point-in-time features…"):
             raw, values, origin = _historical(transactions, interactions, labels, as_of)
     except CartwiseError as exc:
@@ -155,11 +151,7 @@ def features_export(
     import pandas as pd
 
     table = pd.concat([raw, values], axis=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if writer == "parquet":
-        table.to_parquet(out, index=False)
-    else:
-        table.to_csv(out, index=False)
+    write_table(table, out)
     summary = {
         "rows": len(table),
         "features": values.shape[1],

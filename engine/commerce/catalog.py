@@ -241,6 +241,12 @@ class Catalog:
         with self.db.transaction(readonly=True) as s:
             return [(c, int(n)) for c, n in s.execute(stmt)]
 
+    def customer_ids(self) -> list[str]:
+        """Every customer's id, oldest customer first."""
+        stmt = select(Customer.id).order_by(Customer.created_at, Customer.id)
+        with self.db.transaction(readonly=True) as s:
+            return list(s.scalars(stmt))
+
     def frequent_customers(self, limit: int = 8) -> list[tuple[Customer, int]]:
         """The customers with the most orders (then the newest customers)."""
         orders = func.count(Order.id)
