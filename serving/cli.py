@@ -340,6 +340,8 @@ def _print_hints(url: str, settings: Settings, keys: DemoKeys | None) -> None:
   curl {url}/v1/fraud/rules -H "Authorization: Bearer {token}"
   curl '{url}/v1/recommendations/cus_000001?widget=home&k=5' -H "Authorization: Bearer {pk}"
   curl '{url}/v1/products/SKU-00001/similar?k=5' -H "Authorization: Bearer {pk}"
+  curl '{url}/v1/features?source=transaction' -H "Authorization: Bearer {token}"
+  curl {url}/metrics -H "Authorization: Bearer {token}"   (Prometheus)
   open {url}/docs   (OpenAPI at {url}/openapi.json)
 Admin token (Authorization: Bearer …): {token}
 {channel}
