@@ -158,7 +158,7 @@ def serve(
 
             prepare_schema(settings)
             if workers > 1 and not os.environ.get(metrics.ENV):  # the workers count together
-                os.environ[metrics.ENV] = metrics.prepare(settings.data_dir / "metrics")
+                os.environ[metrics.ENV] = metrics.prepare(metrics.directory(settings.data_dir))
             uvicorn.run(
                 "serving.asgi:create",
                 factory=True,

@@ -11,7 +11,14 @@ import typer
 from rich.console import Console
 
 from engine.errors import CartwiseError, ValidationError
-from serving.cli_common import apply_yaml, console, fail, settings_from_env
+from serving.cli_common import (
+    apply_yaml,
+    console,
+    fail,
+    settings_from_env,
+    table_format,
+    write_table,
+)
 from serving.settings import Settings
 
 if TYPE_CHECKING:
@@ -288,7 +295,6 @@ def recs_export(
 
     from engine.rollout import Rollout
     from serving.bootstrap import bootstrap
-    from serving.cli_common import table_format, write_table
     from serving.models import load_rec_model
 
     settings = settings_from_env()

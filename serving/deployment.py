@@ -93,11 +93,10 @@ def build(args: dict[str, Any] | None = None) -> Application:
     """Application builder: ``args`` are Settings fields (env CARTWISE_* fills the rest)."""
     settings = Settings(**(args or {}))
     # set before the replica's Python starts: prometheus-client picks its mode at import
-    metrics_dir = os.environ.get(metrics.ENV) or str((settings.data_dir / "metrics").resolve())
     return CartwiseApi.options(  # type: ignore[attr-defined]
         num_replicas=settings.replicas,
         ray_actor_options={
             "num_cpus": settings.replica_cpus,
-            "runtime_env": {"env_vars": {metrics.ENV: metrics_dir}},
+            "runtime_env": {"env_vars": {metrics.ENV: str(metrics.directory(settings.data_dir))}},
         },
     ).bind(settings_args(settings))

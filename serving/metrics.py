@@ -74,6 +74,12 @@ RECOMMENDATIONS = Counter(
 )
 
 
+def directory(data_dir: Path) -> Path:
+    """Where this machine's API processes count: ``PROMETHEUS_MULTIPROC_DIR`` if set, else
+    ``{data_dir}/metrics``."""
+    return Path(os.environ.get(ENV) or data_dir / "metrics").resolve()
+
+
 def prepare(directory: Path) -> str:
     """Empty the multiprocess directory of a deployment about to start (the counts of an
     earlier run would otherwise be added to its own) and return it as the variable's value."""
@@ -85,12 +91,11 @@ def prepare(directory: Path) -> str:
 def exposition() -> bytes:
     """The text a scrape gets: every process's counts added up in multiprocess mode, else
     this process's registry."""
-    directory = os.environ.get(ENV)
-    if not directory:
+    path = os.environ.get(ENV)
+    if not path:
         return generate_latest(REGISTRY)
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=directory)
+    registry = CollectorRegistry()  # the directory exists: made before the first request
+    multiprocess.MultiProcessCollector(registry, path=path)
     return generate_latest(registry)
 
 

@@ -58,7 +58,7 @@ def serve_app(settings: Settings, *, wait_s: float = 120) -> str:
 
     prepare_schema(settings)  # schema first, once, before replicas start
     if settings.ray_address == "local" and not os.environ.get(metrics.ENV):
-        metrics.prepare(settings.data_dir / "metrics")  # this run's counts, none of the last
+        metrics.prepare(metrics.directory(settings.data_dir))  # this run's counts only
     start_ray(settings)
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings_args(settings)), name=APP_NAME, route_prefix="/", blocking=False)
