@@ -5,9 +5,11 @@ timeout) a decision still answers on default features; what it would have record
 transaction, a label, storefront events, order lines, stock levels — is appended here instead of
 being lost.  A background thread pings the store with a growing pause (``retry_s`` up to
 ``max_retry_s``) and, once it answers, applies the backlog oldest first through the same write
-paths.  Replaying is safe: every event and label carries the id the store dedupes on, and stock
-levels are absolute values, so a write that did reach Redis before the failure is not counted
-twice.
+paths — events one function call each, which claims the id and writes in one atomic step (the
+batch path claims a chunk's ids before its writes, and a store failing between the two would
+leave ids claimed that the replay then skipped).  Replaying is safe: every event and label
+carries the id the store dedupes on, and stock levels are absolute values, so a write that did
+reach Redis before the failure is not counted twice.
 
 While anything is pending, new writes join the end of the backlog rather than overtaking it, so
 the store sees every write in the order it was made.

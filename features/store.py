@@ -185,7 +185,12 @@ class FeatureStore:
                 raise Unavailable(done)
             return
         if batch.kind == "events":
-            result = self._record_now(batch.items, fast=False)  # type: ignore[arg-type]
+            # One function call per event, each claiming its id and writing in one atomic step,
+            # never the batch path: its claims go out before the writes, so a store that fails
+            # again between the two would keep ids claimed without their writes, and the next
+            # attempt would skip them as duplicates.
+            plans = [plan_event(e, read=False, record=True) for e in batch.items]  # type: ignore[arg-type]
+            result = self._write_plans(plans, self.bulk)
         else:
             result = self._labels_now(batch.items, fast=False)  # type: ignore[arg-type]
         if result.degraded:

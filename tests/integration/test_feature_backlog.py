@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from features.backends import RedisBackend
 from features.connection import connect
@@ -117,6 +118,12 @@ def _apply(store: FeatureStore, call: tuple[str, object]) -> bool:
     return not store.set_stock(payload, fast=True)  # type: ignore[arg-type]
 
 
+def _assert_all_replayed(store: FeatureStore, faulty: RedisServer, steady: RedisServer) -> None:
+    assert store.backlog.wait_empty(20), store.backlog_status()
+    assert store.backlog_status().dropped == 0
+    assert _cw(redis_contents(faulty.client())) == _cw(redis_contents(steady.client()))
+
+
 def _cw(contents: dict[bytes, object]) -> dict[bytes, object]:
     return {k: v for k, v in contents.items() if k.startswith(b"cw:")}
 
@@ -173,9 +180,7 @@ def test_redis_flapping_during_the_replay_loses_nothing(
             time.sleep(0.05)  # the replay starts, then the server goes away again
             if n < 2:
                 faulty.stop()
-        assert a.backlog.wait_empty(20), a.backlog_status()
-        assert a.backlog_status().dropped == 0
-        assert _cw(redis_contents(faulty.client())) == _cw(redis_contents(steady.client()))
+        _assert_all_replayed(a, faulty, steady)
     finally:
         a.close()
         b.close()
@@ -209,3 +214,37 @@ def test_a_full_backlog_drops_the_oldest_and_counts_them(tmp_path: Path) -> None
             assert views["sku_activity"]["features"]["sku_activity.views_1d"] == 30.0  # type: ignore[index]
         finally:
             store.close()
+
+
+def test_a_replay_cut_between_claims_and_writes_loses_nothing(
+    servers: tuple[RedisServer, RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch path claims a chunk's ids before it sends their writes; a store that fails in
+    between keeps the ids claimed.  A replay must not be cut there, or its next attempt skips
+    those events as duplicates."""
+    import features.pipeline
+
+    faulty, steady = servers
+    a, b = _store(faulty.url), _store(steady.url)
+    try:
+        faulty.stop()
+        for call in _stream(7, T0, 100):
+            _apply(a, call)
+            assert not _apply(b, call)
+        assert a.backlog_status().pending > 0
+
+        real_calls = features.pipeline.calls
+        cut = {"done": False}
+
+        def cut_once(*args: object, **kwargs: object) -> object:
+            if not cut["done"]:  # the claims are answered; the connection drops now
+                cut["done"] = True
+                raise redis.ConnectionError("dropped after the claims")
+            return real_calls(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(features.pipeline, "calls", cut_once)
+        faulty.start()
+        _assert_all_replayed(a, faulty, steady)
+    finally:
+        a.close()
+        b.close()
