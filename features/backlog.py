@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from features.definitions import FeatureEvent, LabelEvent
 
@@ -57,6 +57,17 @@ class Unavailable(Exception):
 Apply = Callable[[Batch], None]
 
 
+class BacklogObserver(Protocol):
+    """Told of every change (metrics: ``serving/metrics.py``); called off the hot path only —
+    nothing happens while the store answers."""
+
+    def pending(self, n: int) -> None: ...  # writes waiting now
+
+    def replayed(self, n: int) -> None: ...  # n more writes applied late
+
+    def dropped(self, n: int) -> None: ...  # n more writes lost to the capacity
+
+
 @dataclass(frozen=True, slots=True)
 class BacklogStatus:
     pending: int
@@ -73,6 +84,7 @@ class Backlog:
         capacity: int = 100_000,
         retry_s: float = 0.1,
         max_retry_s: float = 2.0,
+        observer: BacklogObserver | None = None,
     ) -> None:
         self._apply = apply
         self._ping = ping
@@ -89,6 +101,7 @@ class Backlog:
         self.dropped = 0
         self.replayed = 0
         self._warned = False
+        self.observer = observer
 
     # --- the write paths ---------------------------------------------------------------------
     def pending(self) -> bool:
@@ -113,6 +126,7 @@ class Backlog:
                 over -= cut
                 self._count_dropped(cut)
             self._ensure_thread()
+        self._observe_pending()
 
     def status(self) -> BacklogStatus:
         return BacklogStatus(self._size, self.dropped, self.replayed)
@@ -137,10 +151,21 @@ class Backlog:
             )
 
     # --- replay ------------------------------------------------------------------------------
+    def _observe_pending(self) -> None:
+        if self.observer is not None:
+            self.observer.pending(self._size)
+
+    def _count_replayed(self, n: int) -> None:
+        self.replayed += n
+        if self.observer is not None and n > 0:
+            self.observer.replayed(n)
+
     def _count_dropped(self, n: int) -> None:
         if n <= 0:
             return
         self.dropped += n
+        if self.observer is not None:
+            self.observer.dropped(n)
         if not self._warned:
             self._warned = True
             log.error(
@@ -195,17 +220,20 @@ class Backlog:
             try:
                 self._apply(batch)
             except Unavailable as exc:
-                self.replayed += exc.applied
+                self._count_replayed(exc.applied)
                 del batch.items[: exc.applied]
                 self._put_back(batch)
+                self._observe_pending()
                 continue
             except Exception:  # a bug must not kill the replay thread and keep the backlog
                 log.exception("online store: a replayed batch of %s failed", batch.kind)
                 self._count_dropped(len(batch.items))
                 batch.items.clear()
                 self._put_back(batch)
+                self._observe_pending()
                 continue
-            self.replayed += len(batch.items)
+            self._count_replayed(len(batch.items))
             pause = self.retry_s
             with self._lock:
                 self._inflight = False
+            self._observe_pending()

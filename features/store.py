@@ -15,7 +15,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from features.backends import Backend, BackendUnavailable
-from features.backlog import Backlog, BacklogStatus, Batch, Item, Kind, StockRow, Unavailable
+from features.backlog import (
+    Backlog,
+    BacklogObserver,
+    BacklogStatus,
+    Batch,
+    Item,
+    Kind,
+    StockRow,
+    Unavailable,
+)
 from features.definitions import (
     Entity,
     FeatureEvent,
@@ -56,6 +65,7 @@ class FeatureStore:
         bulk: Backend | None = None,
         batch_size: int = 500,
         backlog_capacity: int = 100_000,
+        backlog_observer: BacklogObserver | None = None,
     ) -> None:
         """``backend`` serves decisions (short timeouts); ``bulk`` takes batch writes and may
         wait longer (defaults to ``backend``).  Up to ``backlog_capacity`` writes are kept
@@ -63,7 +73,9 @@ class FeatureStore:
         self.backend = backend
         self.bulk = bulk or backend
         self.batch_size = batch_size
-        self.backlog = Backlog(self._replay, self.bulk.ping, capacity=backlog_capacity)
+        self.backlog = Backlog(
+            self._replay, self.bulk.ping, capacity=backlog_capacity, observer=backlog_observer
+        )
 
     # --- decisions -----------------------------------------------------------------------------
     def decide(self, event: FeatureEvent, *, record: bool = True) -> FeatureRead:

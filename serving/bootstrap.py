@@ -35,6 +35,7 @@ from features.shopper import ShopperReader
 from features.store import FeatureStore
 from features.telemetry import LatencyReader, LatencyRecorder
 from serving.lifecycle import ModelLifecycle, lifecycle
+from serving.metrics import BacklogMetrics, process_exited
 from serving.models import load_rec_model
 from serving.settings import Settings
 
@@ -75,6 +76,7 @@ class Container:
         self.experiments.close()
         self.db.dispose()
         self.features.close()
+        process_exited()  # its backlog gauge leaves /metrics with it
 
 
 def bootstrap(
@@ -94,6 +96,7 @@ def bootstrap(
         RedisBackend(connect(settings.redis_url, timeout_ms=settings.redis_timeout_ms)),
         bulk=RedisBackend(bulk_client),
         backlog_capacity=settings.feature_backlog,
+        backlog_observer=BacklogMetrics(),
     )
     ingestor = FeatureIngestor(features)
     ingestor.subscribe(bus)

@@ -24,6 +24,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -73,6 +74,35 @@ RECOMMENDATIONS = Counter(
     ["widget", "degraded"],
 )
 
+BACKLOG_PENDING = Gauge(
+    "cartwise_feature_backlog_pending",
+    "Online-store writes waiting in the backlog while Redis is unreachable (live processes "
+    "added up; 0 when the store answers).",
+    multiprocess_mode="livesum",
+)
+BACKLOG_REPLAYED = Counter(
+    "cartwise_feature_backlog_replayed",
+    "Online-store writes applied late, from the backlog, once Redis answered again.",
+)
+BACKLOG_DROPPED = Counter(
+    "cartwise_feature_backlog_dropped",
+    "Online-store writes lost because the backlog was full; `cartwise features rebuild` "
+    "restores them from the commerce database.",
+)
+
+
+class BacklogMetrics:
+    """``features.backlog.BacklogObserver`` that counts into the metrics above."""
+
+    def pending(self, n: int) -> None:
+        BACKLOG_PENDING.set(n)
+
+    def replayed(self, n: int) -> None:
+        BACKLOG_REPLAYED.inc(n)
+
+    def dropped(self, n: int) -> None:
+        BACKLOG_DROPPED.inc(n)
+
 
 def directory(data_dir: Path) -> Path:
     """Where this machine's API processes count: ``PROMETHEUS_MULTIPROC_DIR`` if set, else
@@ -97,6 +127,14 @@ def exposition() -> bytes:
     registry = CollectorRegistry()  # the directory exists: made before the first request
     multiprocess.MultiProcessCollector(registry, path=path)
     return generate_latest(registry)
+
+
+def process_exited() -> None:
+    """Forget this process's live gauges (its backlog goes with it); in multiprocess mode the
+    other processes' gauges stay."""
+    path = os.environ.get(ENV)
+    if path:
+        multiprocess.mark_process_dead(os.getpid(), path)
 
 
 def flag(value: bool) -> str:

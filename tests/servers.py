@@ -51,6 +51,7 @@ from typing import Any
 
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -366,3 +367,22 @@ def seeded_store_and_recommender(
         db.dispose()
     assert result.artifact is not None
     return result.artifact
+
+
+def metric_samples(http: httpx.Client, admin: dict[str, str]) -> dict[tuple, float]:
+    """Every sample of ``GET /metrics``, by (name, sorted labels)."""
+    r = http.get("/metrics", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    out: dict[tuple, float] = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def metric_sum(samples: dict[tuple, float], name: str, **labels: str) -> float:
+    """The samples of ``name`` whose labels include ``labels``, added up."""
+    want = set(labels.items())
+    return sum(v for (n, got), v in samples.items() if n == name and want <= set(got))

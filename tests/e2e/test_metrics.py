@@ -8,30 +8,14 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from serving.settings import Settings
 from tests.e2e.test_fraud_api import _payment
+from tests.servers import metric_samples as _samples
+from tests.servers import metric_sum as _sum
 
 pytestmark = pytest.mark.e2e
 SCORE = {"method": "POST", "route": "/v1/fraud/score"}
-
-
-def _samples(http: httpx.Client, admin: dict[str, str]) -> dict[tuple, float]:
-    r = http.get("/metrics", headers=admin)
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain")
-    out: dict[tuple, float] = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            key = (s.name, tuple(sorted(s.labels.items())))
-            out[key] = out.get(key, 0.0) + s.value
-    return out
-
-
-def _sum(samples: dict[tuple, float], name: str, **labels: str) -> float:
-    want = set(labels.items())
-    return sum(v for (n, got), v in samples.items() if n == name and want <= set(got))
 
 
 def test_metrics_need_the_admin_token(http: httpx.Client) -> None:

@@ -186,9 +186,28 @@ def test_redis_flapping_during_the_replay_loses_nothing(
         b.close()
 
 
+class Observed:
+    """A ``BacklogObserver`` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.pending_seen: list[int] = []
+        self.replayed_n = self.dropped_n = 0
+
+    def pending(self, n: int) -> None:
+        self.pending_seen.append(n)
+
+    def replayed(self, n: int) -> None:
+        self.replayed_n += n
+
+    def dropped(self, n: int) -> None:
+        self.dropped_n += n
+
+
 def test_a_full_backlog_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     with RedisServer(tmp_path / "r") as server:
+        observed = Observed()
         store = _store(server.url, capacity=30)
+        store.backlog.observer = observed
         try:
             server.stop()
             events = [
@@ -207,8 +226,10 @@ def test_a_full_backlog_drops_the_oldest_and_counts_them(tmp_path: Path) -> None
                 assert store.record([e]).deferred == 1
             assert store.backlog_status().pending == 30
             assert store.backlog_status().dropped == 20
+            assert max(observed.pending_seen) == 30 and observed.dropped_n == 20
             server.start()
             assert store.backlog.wait_empty(20)
+            assert observed.pending_seen[-1] == 0 and observed.replayed_n == 30
             # only the 30 newest views reached the store
             views = store.inspect(Entity.SKU, "S1", now=T0 + 100)["views"]
             assert views["sku_activity"]["features"]["sku_activity.views_1d"] == 30.0  # type: ignore[index]

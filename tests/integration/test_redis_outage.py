@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import seeded_store_and_recommender
-from tests.servers import AppProcess, RedisServer, redis_contents
+from tests.servers import AppProcess, RedisServer, metric_samples, metric_sum, redis_contents
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "outage-admin-token"
@@ -177,6 +177,10 @@ def test_decisions_answer_degraded_and_the_store_catches_up(
         health = http.get("/healthz").json()
         assert health["status"] == "degraded" and health["redis"] is False
         assert health["feature_backlog"]["pending"] > 0
+        metrics = metric_samples(http, ADMIN)  # what an alert on the backlog reads
+        pending = metric_sum(metrics, "cartwise_feature_backlog_pending")
+        assert pending == health["feature_backlog"]["pending"]
+        replayed_before = metric_sum(metrics, "cartwise_feature_backlog_replayed_total")
 
         live.start()  # the same append-only file: what Redis held before is back
         back = time.monotonic()
@@ -192,6 +196,11 @@ def test_decisions_answer_degraded_and_the_store_catches_up(
             f"{time.monotonic() - back:.2f} s of its return"
         )
         assert health["status"] == "ok" and health["feature_backlog"]["dropped"] == 0
+        metrics = metric_samples(http, ADMIN)
+        assert metric_sum(metrics, "cartwise_feature_backlog_pending") == 0
+        replayed = metric_sum(metrics, "cartwise_feature_backlog_replayed_total")
+        assert replayed - replayed_before >= pending
+        assert metric_sum(metrics, "cartwise_feature_backlog_dropped_total") == 0
 
         # every payment scored, during the outage too, counted once
         assert _txn_count(http, traffic.customer) == len(traffic.scored) == 7
