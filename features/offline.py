@@ -45,7 +45,7 @@ fast, so nothing expires during a replay, and nothing expires here either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ValidationError
-from features.definitions import DAY, VIEWS, Entity, Kind, Source, views_for
+from features.definitions import DAY, VIEWS, Entity, FeatureEvent, Kind, Source, views_for
 from features.offline_kernels import Labels, Stream, codes_of, default_of, view_features
 
 TRANSACTION_COLUMNS: dict[str, str] = {
@@ -262,6 +262,30 @@ def transaction_events(df: pd.DataFrame) -> pd.DataFrame:
         "reported_ts": np.asarray(reported, dtype=np.float64),
     }
     return pd.DataFrame(out, index=df.index)
+
+
+def interaction_table(events: Iterable[FeatureEvent]) -> pd.DataFrame:
+    """Storefront feature events (as the online store was given them) as an interactions
+    file's columns: ``event_id, timestamp`` (aware UTC), ``type``, the entities, ``qty``;
+    oldest first."""
+    rows = [
+        (
+            e.event_id,
+            e.ts,
+            e.type,
+            *(e.entities.get(entity) for entity in INTERACTION_ENTITIES.values()),
+            int(e.values.get("qty", 1)),
+        )
+        for e in events
+        if e.source is Source.INTERACTION
+    ]
+    columns = ["event_id", "timestamp", "type", *INTERACTION_ENTITIES, "qty"]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame = frame.sort_values(["timestamp", "event_id"], kind="stable").reset_index(drop=True)
+    micros = np.round(frame["timestamp"].to_numpy(dtype=np.float64) * 1e6).astype(np.int64)
+    frame["timestamp"] = pd.to_datetime(micros, unit="us", utc=True)  # exact: no float ns
+    frame["qty"] = frame["qty"].astype(np.int64)
+    return frame
 
 
 def interaction_events(df: pd.DataFrame) -> pd.DataFrame:

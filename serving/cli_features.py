@@ -3,8 +3,10 @@ store's rebuild and one entity's current values."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +16,7 @@ from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
-from features.definitions import Source
+from features.definitions import FeatureEvent, Source
 from serving.cli_common import (
     aware_time,
     console,
@@ -26,6 +28,8 @@ from serving.cli_common import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from engine.commerce.db import Database
 
 features_app = typer.Typer(help="Online feature store.", no_args_is_help=True)
 
@@ -66,10 +70,19 @@ def features_list(
 
 
 def _check(
-    transactions: Path | None, interactions: Path | None, labels: Path | None, as_of: str | None
+    transactions: Path | None,
+    interactions: Path | None,
+    labels: Path | None,
+    as_of: str | None,
+    storefront: bool,
 ) -> None:
     if transactions and interactions:
         raise ValidationError("give --transactions or --interactions, not both", field="source")
+    if storefront and (transactions or interactions):
+        raise ValidationError(
+            "--storefront reads the commerce database; a file is given instead",
+            field="storefront",
+        )
     if labels and not transactions:
         raise ValidationError(
             "--labels go with --transactions (the database's labels are its chargebacks)",
@@ -80,7 +93,11 @@ def _check(
 
 
 def _historical(
-    transactions: Path | None, interactions: Path | None, labels: Path | None, as_of: str | None
+    transactions: Path | None,
+    interactions: Path | None,
+    labels: Path | None,
+    as_of: str | None,
+    storefront: bool,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(input rows, their features, where they came from)."""
     from features.offline import interaction_features, load_table, transaction_features
@@ -98,10 +115,34 @@ def _historical(
     when = aware_time(as_of, "as_of")
     container = bootstrap(settings_from_env(), migrate=True, load_models=False)
     try:
-        raw = transactions_from_db(container.db, as_of=when)
+        if storefront:
+            raw = _storefront_from_db(container.db, when)
+        else:
+            raw = transactions_from_db(container.db, as_of=when)
     finally:
         container.close()
+    if storefront:
+        return raw, interaction_features(raw), "commerce-db:storefront"
     return raw, transaction_features(raw), "commerce-db"
+
+
+def _storefront_from_db(db: Database, as_of: datetime | None) -> pd.DataFrame:
+    """The storefront events and order lines made by ``as_of`` (default: now), as the feature
+    events a rebuild gives the online store (``features/rebuild.py``), in an interactions
+    file's columns."""
+    from engine.commerce.history import interactions, orders
+    from engine.events import InteractionsRecorded, OrderPlaced
+    from features.ingest import interaction_event, order_line_events
+    from features.offline import interaction_table
+
+    cutoff = (as_of or datetime.now(UTC)).timestamp()
+    events: list[FeatureEvent] = []
+    for event in itertools.chain(orders(db), interactions(db)):
+        if isinstance(event, OrderPlaced):
+            events.extend(order_line_events(event))
+        elif isinstance(event, InteractionsRecorded):
+            events.extend(interaction_event(i) for i in event.items)
+    return interaction_table(e for e in events if e.ts <= cutoff)
 
 
 @features_app.command("export")
@@ -135,6 +176,14 @@ def features_export(
         str | None,
         typer.Option(help="Replay the database as it was then (ISO, with zone); default now."),
     ] = None,
+    storefront: Annotated[
+        bool,
+        typer.Option(
+            "--storefront",
+            help="From the database: its storefront events and order lines (the interaction "
+            "features) instead of its payments.",
+        ),
+    ] = False,
 ) -> None:
     """Point-in-time features for training: every input row with every feature as the online
     store would have served it at that row's time (labels only once reported).  Prints a JSON
@@ -142,10 +191,10 @@ def features_export(
     err = Console(stderr=True)
     started = time.perf_counter()
     try:
-        _check(transactions, interactions, labels, as_of)
+        _check(transactions, interactions, labels, as_of, storefront)
         table_format(out)  # refused before any work
         with err.status("computing point-in-time features…"):
-            raw, values, origin = _historical(transactions, interactions, labels, as_of)
+            raw, values, origin = _historical(transactions, interactions, labels, as_of, storefront)
     except CartwiseError as exc:
         raise fail(err, exc) from None
     import pandas as pd

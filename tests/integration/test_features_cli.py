@@ -141,19 +141,28 @@ def test_export_refuses_bad_requests_naming_the_option(tmp_path: Path) -> None:
     assert not any(p.name.startswith("x.") for p in tmp_path.iterdir())
 
 
-def test_export_replays_the_commerce_database_as_of_a_time(tmp_path: Path) -> None:
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A demo store of 10 days ending at ``END`` (SQLite); the export's environment."""
     from training.demo.seed import SeedConfig, seed_store
 
-    data = tmp_path / "data"
-    data.mkdir()
+    data = tmp_path_factory.mktemp("data")
     db = Database(f"sqlite:///{data / 'cartwise.db'}")
     db.migrate()
-    end = datetime(2026, 11, 1, tzinfo=UTC)
-    seed_store(db, SeedConfig(seed=3, customers=60, products=20, merchants=4, days=10, end=end))
+    seed_store(db, SeedConfig(seed=3, customers=60, products=20, merchants=4, days=10, end=END))
     db.dispose()
-    env = {"CARTWISE_DATA_DIR": str(data), "CARTWISE_DATABASE_URL": "", "CARTWISE_REDIS_URL": URL}
+    return {"CARTWISE_DATA_DIR": str(data), "CARTWISE_DATABASE_URL": "", "CARTWISE_REDIS_URL": URL}
+
+
+def test_export_replays_the_commerce_database_as_of_a_time(
+    tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    env = seeded
     full, half = tmp_path / "all.parquet", tmp_path / "half.parquet"
-    as_of = (end - timedelta(days=5)).isoformat()
+    as_of = (END - timedelta(days=5)).isoformat()
     assert run("export", "--out", str(full), env=env).exit_code == 0
     result = run("export", "--as-of", as_of, "--out", str(half), env=env)
     assert result.exit_code == 0, result.output
@@ -169,3 +178,53 @@ def test_export_replays_the_commerce_database_as_of_a_time(tmp_path: Path) -> No
     )
     first = everything.sort_values("timestamp").groupby("customer_id").head(1)
     assert (first["customer_txn.txn_count_30d"] == 0).all()
+
+
+def test_export_gives_the_databases_storefront_events_their_features(
+    tmp_path: Path, seeded: dict[str, str]
+) -> None:
+    """``--storefront``: every storefront event and order line of the database with the
+    interaction features, the same numbers as the same rows exported from a file."""
+    from sqlalchemy import func, select
+
+    from engine.commerce.schema import Interaction, OrderLine
+
+    full, half = tmp_path / "all.parquet", tmp_path / "half.parquet"
+    result = run("export", "--storefront", "--out", str(full), env=seeded)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["source"] == "commerce-db:storefront"
+    everything = pd.read_parquet(full)
+    db = Database(f"sqlite:///{Path(seeded['CARTWISE_DATA_DIR']) / 'cartwise.db'}")
+    with db.transaction(readonly=True) as s:
+        events = s.scalar(select(func.count()).select_from(Interaction))
+        lines = s.scalar(select(func.count()).select_from(OrderLine))
+    db.dispose()
+    assert events > 0 and lines > 0
+    assert len(everything) == summary["rows"] == events + lines
+    assert everything["event_id"].str.startswith("order:").sum() == lines
+    cols = feature_names(Source.INTERACTION)
+    assert summary["features"] == len(cols) and set(cols) <= set(everything.columns)
+    assert everything["sku_activity.views_1d"].max() > 0
+
+    # the same rows from a file: the same features
+    source = tmp_path / "events.csv"
+    everything.drop(columns=cols).to_csv(source, index=False)
+    again = tmp_path / "again.parquet"
+    assert run("export", "--interactions", str(source), "--out", str(again)).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(again)[cols], everything[cols], check_dtype=False)
+
+    # as of an earlier time: earlier rows only, with the features they had then
+    as_of = (END - timedelta(days=5)).isoformat()
+    result = run("export", "--storefront", "--as-of", as_of, "--out", str(half), env=seeded)
+    assert result.exit_code == 0, result.output
+    earlier = pd.read_parquet(half)
+    assert 0 < len(earlier) < len(everything)
+    assert (pd.to_datetime(earlier["timestamp"], utc=True) <= pd.Timestamp(as_of)).all()
+    head = everything.set_index("event_id").loc[earlier["event_id"], cols]
+    pd.testing.assert_frame_equal(
+        head.reset_index(drop=True), earlier[cols].reset_index(drop=True), check_dtype=False
+    )
+
+    refused = run("export", "--storefront", "--interactions", str(source), "--out", str(half))
+    assert refused.exit_code == 2 and "(storefront)" in refused.output
