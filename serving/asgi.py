@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from serving import heap
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
 from serving.cli_common import settings_from_env
 
 
 def create() -> FastAPI:
-    return create_app(bootstrap(settings_from_env(), migrate=False))
+    app = create_app(bootstrap(settings_from_env(), migrate=False))
+    heap.ready()
+    return app

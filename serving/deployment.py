@@ -17,7 +17,7 @@ from ray.serve import Application
 
 from engine.fraud.decision import Policy
 from engine.pricing.schedule import RepriceSchedule
-from serving import metrics
+from serving import heap, metrics
 from serving.api.app import create_app
 from serving.bootstrap import bootstrap
 from serving.settings import Settings
@@ -46,7 +46,9 @@ class CartwiseApi:
             self.schedule.start()
 
     def __serve_build_asgi_app__(self):  # called by Serve after __init__
-        return create_app(self.container)
+        app = create_app(self.container)
+        heap.ready()  # the replica's startup objects leave the collector's walks
+        return app
 
     def reconfigure(self, config: dict[str, Any] | None) -> None:
         """``user_config`` of serving/config.yaml, applied without restarting the replica:

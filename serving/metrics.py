@@ -90,6 +90,14 @@ BACKLOG_DROPPED = Counter(
     "restores them from the commerce database.",
 )
 
+GC_PAUSE = Histogram(
+    "cartwise_gc_pause_seconds",
+    "Python garbage collections of generations 1 and 2 in API processes: how long each "
+    "stopped the process (serving/heap.py).",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
 
 class BacklogMetrics:
     """``features.backlog.BacklogObserver`` that counts into the metrics above."""

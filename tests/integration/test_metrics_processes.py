@@ -55,3 +55,34 @@ def test_one_scrape_adds_up_every_process_and_a_new_run_starts_from_zero(tmp_pat
 
     metrics.prepare(directory)  # a new deployment on this machine
     assert _value(_python(SCRAPE, directory), "cartwise_fraud_decisions_total") == 0
+
+
+HEAP = (
+    "import gc\n"
+    "import serving.api.app  # an API process's imports\n"
+    "from serving import heap\n"
+    "heap.ready()\n"
+    "assert gc.get_freeze_count() > 50_000, gc.get_freeze_count()\n"
+    "assert gc.get_count()[2] == 0  # nothing left for a full collection but new objects\n"
+    "for _ in range(3):\n"
+    "    gc.collect(1)\n"
+    "gc.collect(2)\n"
+    "heap.watch()  # once per process: a second call adds no second callback\n"
+    "gc.collect(0)  # generation 0 is not timed\n"
+)
+
+
+def test_an_api_process_freezes_its_startup_heap_and_times_its_collections(
+    tmp_path: Path,
+) -> None:
+    directory = Path(metrics.prepare(tmp_path / "metrics"))
+    _python(HEAP, directory)
+    text = _python(SCRAPE, directory)
+    by_generation = {
+        s.labels["generation"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "cartwise_gc_pause_seconds_count"
+    }
+    assert by_generation["1"] >= 3 and by_generation["2"] >= 1, text
+    assert "0" not in by_generation
