@@ -2,11 +2,12 @@
 
 A replica's startup leaves ~400k Python objects behind (Ray, FastAPI, SQLAlchemy, pandas,
 scikit-learn, XGBoost, ONNX Runtime, FAISS, MLflow and the engine objects), all long-lived.  A
-full collection walks every one of them; on this project's 2-core machine that took 200-270 ms
-(``docs/benchmarks.md``), a stop of the whole process that every request arriving meanwhile
-waits out.  ``settle`` collects once and then ``gc.freeze()``-s what is left into the permanent
-generation, as Instagram and CPython's documentation advise for servers: later collections
-walk only what was allocated since.  Request-time garbage is collected as before.
+full collection walks every one of them: 270-300 ms in a replica on this project's 2-core
+machine, a stop of the whole process that every request arriving meanwhile waits out
+(``docs/benchmarks.md``: rare in steady state, one per replica at start).  ``settle`` collects
+once and then ``gc.freeze()``-s what is left into the permanent generation, as CPython's
+documentation advises for servers: later full collections walk only what was allocated since
+(~1 ms).  Request-time garbage is collected as before.
 
 ``watch`` times every collection of generations 1 and 2 into
 ``cartwise_gc_pause_seconds{generation}`` (``serving/metrics.py``).  Generation 0 runs every
