@@ -21,13 +21,20 @@ def start_ray(settings: Settings) -> None:
     """Start (or join) Ray.  The environment is set before ``ray.init`` because the raylet
     and every worker inherit it: Ray's worker processes are reniced to 15 by default, which on
     a shared machine gives a serving replica less CPU than anything else running; and the
-    ingress mode is read by Serve's controller when it starts."""
+    ingress mode and the replicas' drain period are read by Serve's controller when it
+    starts."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_worker_niceness", "0")
     if settings.ingress == "haproxy":
         os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
         os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        # A stopping replica keeps serving this long so that a load balancer in front of the
+        # replicas can deregister it: 30 s by default, for cloud load balancers.  Here the one in
+        # front of them is Serve's own HAProxy, which drops a stopping replica within a second
+        # and retries a refused connection on another (``option redispatch``), so 2 s is
+        # enough — and stopping ``cartwise serve`` no longer takes 34 s.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
     import ray
 
     if ray.is_initialized():
