@@ -32,6 +32,7 @@ events (schema ``"{i}"``) / one event (``"{i}s"``, most keys of a batch):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -121,6 +122,7 @@ _BY_SOURCE = {s: tuple(_WRITERS[v.name] for v in views_for(s)) for s in Source}
 _INTERACTION = Source.INTERACTION
 _SHOPPERS = tuple((e, recent_key(e, "")) for e in (Entity.CUSTOMER, Entity.SESSION))
 _CATEGORY = Entity.CATEGORY
+_SKU: _Attr = ("sku", Entity.SKU)
 
 
 def lua_schemas() -> str:
@@ -355,6 +357,12 @@ def _hll_ops(
             ops.append(("H", key, last[0], len(part), *part))
 
 
+@functools.lru_cache(maxsize=4096)
+def _trend_key(scope: str, day: int) -> str:
+    """``trend_key``, built once per category and day rather than per event."""
+    return trend_key(scope, day)
+
+
 def _shopper(
     events: Sequence[FeatureEvent],
     i: int,
@@ -366,7 +374,7 @@ def _shopper(
     weight = SHOPPER_WEIGHTS.get(e.type)
     if weight is None:
         return
-    sku = e.attr("sku")
+    sku = _get(e, _SKU)
     if sku is None:
         return
     member = f"{e.type}|{sku}"
@@ -383,7 +391,7 @@ def _shopper(
     ttl = int((day + 1) * DAY - ts) + TREND_TTL
     category = e.entities.get(_CATEGORY)
     for scope in (TREND_ALL, category) if category else (TREND_ALL,):
-        key = trend_key(scope, day)
+        key = _trend_key(scope, day)
         got = trend.get(key)
         if got is None:
             trend[key] = ({sku: incr}, [ttl])
