@@ -29,6 +29,7 @@ from engine.errors import CartwiseError
 from engine.fraud.model import FraudModel
 from engine.recommend.artifact import RecModel
 from engine.rollout import Rollout
+from serving.metrics import MODEL_REFRESH_ERRORS, MODEL_SERVED
 
 if TYPE_CHECKING:
     from serving.bootstrap import Container
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     from training.fraud.registry import ModelRegistry, RegistryState
 
 log = logging.getLogger(__name__)
+
+
+def _label(version: str) -> str:
+    """A registry version as is; a model directory by its name (no paths in metric labels)."""
+    return Path(version).name if "/" in version or "\\" in version else version
+
+
 KEEP = 4  # loaded versions kept per kind
 
 
@@ -104,6 +112,7 @@ class Follower:
             champion = self.model(target.champion)
             challenger = self.model(target.challenger) if target.challenger else None
         except Exception as exc:  # a registry or a model that fails must not stop serving
+            MODEL_REFRESH_ERRORS.labels(self.kind).inc()
             message = exc.message if isinstance(exc, CartwiseError) else repr(exc)
             if message != self.error:
                 log.warning("%s models not updated: %s", self.kind, message)
@@ -119,8 +128,18 @@ class Follower:
                 target.mode,
                 f" {target.share:.0%}" if target.mode == "canary" else "",
             )
+        self._served(self.current, 0)
+        self._served(target, 1)
         self.current, self.error, self.checked_at = target, None, time.time()
         return True
+
+    def _served(self, target: Target | None, value: int) -> None:
+        """``cartwise_model_served``: 1 for what this process serves now, 0 for what it did."""
+        if target is None:
+            return
+        for role, version in (("champion", target.champion), ("challenger", target.challenger)):
+            if version is not None:
+                MODEL_SERVED.labels(self.kind, role, _label(version)).set(value)
 
     def status(self) -> dict[str, Any]:
         t = self.current

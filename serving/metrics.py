@@ -98,6 +98,20 @@ GC_PAUSE = Histogram(
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
+MODEL_SERVED = Gauge(
+    "cartwise_model_served",
+    "1 for each model version an API process serves, by kind (fraud, recs), role (champion, "
+    "challenger) and version; 0 once it no longer does.  One series per process (pid).",
+    ["kind", "role", "version"],
+    multiprocess_mode="liveall",
+)
+MODEL_REFRESH_ERRORS = Counter(
+    "cartwise_model_refresh_errors",
+    "Registry polls that could not fetch or load the model versions they name (the current "
+    "ones keep serving), by kind.",
+    ["kind"],
+)
+
 
 class BacklogMetrics:
     """``features.backlog.BacklogObserver`` that counts into the metrics above."""

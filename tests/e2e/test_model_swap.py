@@ -24,6 +24,7 @@ import pytest
 
 from serving.settings import Settings
 from tests.e2e.conftest import ChannelKeys, bearer
+from tests.servers import metric_samples, metric_sum
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +134,11 @@ def test_serve_follows_promotion_and_rollback_under_traffic(
         stop.set()
         worker.join(30)
     assert seen and set(seen) == {200}, {s: seen.count(s) for s in set(seen)}
+
+    # what each replica serves, for Prometheus: v1 again, v2 no longer
+    with httpx.Client(base_url=api_url, timeout=10) as http:
+        samples = metric_samples(http, admin)
+    served = "cartwise_model_served"
+    assert metric_sum(samples, served, kind="pricing", role="champion", version="1") >= 1
+    assert metric_sum(samples, served, kind="pricing", role="champion", version="2") == 0
+    assert metric_sum(samples, served, kind="fraud", role="champion") >= 1
