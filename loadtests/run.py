@@ -116,15 +116,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def make_keys(url: str, env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """A publishable and a secret key of the demo store's first channel, for this run."""
+    """A publishable and a secret key of the demo store's first channel, for this run, once
+    every server process knows them: the one that made them at once, the others within the
+    key cache's refresh period (``engine.commerce.keys.REFRESH_S``, docs/security.md)."""
+    from engine.commerce.keys import REFRESH_S
+
     with httpx.Client(base_url=url, timeout=30, headers=_admin(env)) as client:
         channel = client.get("/v1/channels").raise_for_status().json()[0]["id"]
-        return {
+        keys = {
             kind: client.post(f"/v1/channels/{channel}/keys", json={"kind": kind})
             .raise_for_status()
             .json()
             for kind in KEY_ENV
         }
+    time.sleep(REFRESH_S + 0.5)
+    return keys
 
 
 def revoke_keys(url: str, env: dict[str, str], keys: dict[str, dict[str, str]]) -> None:
