@@ -72,29 +72,41 @@ def rebuild(
     return summary
 
 
+def feature_events(event: Event) -> list[FeatureEvent]:
+    """The feature events one domain event of the history gives the online store: a payment,
+    an order's lines, a batch of storefront events; none for anything else.  The point-in-time
+    export of the database's storefront reads them here too, so it sees what a rebuild records."""
+    if isinstance(event, PaymentAttempted):
+        return [payment_event(event)]
+    if isinstance(event, OrderPlaced):
+        return order_line_events(event)
+    if isinstance(event, InteractionsRecorded):
+        return [interaction_event(i) for i in event.items]
+    return []
+
+
+_FEATURE_KINDS = {
+    PaymentAttempted: "payments",
+    OrderPlaced: "orders",
+    InteractionsRecorded: "interactions",
+}
+
+
 def _apply(
     event: Event,
     feats: list[FeatureEvent],
     labels: list[LabelEvent],
     stock: list[tuple[str, str, int]],
 ) -> str:
-    if isinstance(event, PaymentAttempted):
-        feats.append(payment_event(event))
-        return "payments"
     if isinstance(event, ChargebackFiled):
         if event.reason in FRAUD_REASONS:
             labels.append(label_event(event))
         return "chargebacks"
-    if isinstance(event, OrderPlaced):
-        feats.extend(order_line_events(event))
-        return "orders"
-    if isinstance(event, InteractionsRecorded):
-        feats.extend(interaction_event(i) for i in event.items)
-        return "interactions"
     if isinstance(event, StockChanged):
         stock.append((event.sku, event.warehouse_id, event.on_hand - event.allocated))
         return "stock rows"
-    return "other"
+    feats.extend(feature_events(event))
+    return _FEATURE_KINDS.get(type(event), "other")
 
 
 def _size(event: Event) -> int:

@@ -16,7 +16,7 @@ from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.errors import CartwiseError, ValidationError
-from features.definitions import FeatureEvent, Source
+from features.definitions import Source
 from serving.cli_common import (
     aware_time,
     console,
@@ -128,21 +128,17 @@ def _historical(
 
 def _storefront_from_db(db: Database, as_of: datetime | None) -> pd.DataFrame:
     """The storefront events and order lines made by ``as_of`` (default: now), as the feature
-    events a rebuild gives the online store (``features/rebuild.py``), in an interactions
-    file's columns."""
+    events a rebuild gives the online store (``features.rebuild.feature_events``), in an
+    interactions file's columns."""
     from engine.commerce.history import interactions, orders
-    from engine.events import InteractionsRecorded, OrderPlaced
-    from features.ingest import interaction_event, order_line_events
     from features.offline import interaction_table
+    from features.rebuild import feature_events
 
     cutoff = (as_of or datetime.now(UTC)).timestamp()
-    events: list[FeatureEvent] = []
-    for event in itertools.chain(orders(db), interactions(db)):
-        if isinstance(event, OrderPlaced):
-            events.extend(order_line_events(event))
-        elif isinstance(event, InteractionsRecorded):
-            events.extend(interaction_event(i) for i in event.items)
-    return interaction_table(e for e in events if e.ts <= cutoff)
+    history = itertools.chain(orders(db), interactions(db))
+    return interaction_table(
+        e for event in history for e in feature_events(event) if e.ts <= cutoff
+    )
 
 
 @features_app.command("export")
