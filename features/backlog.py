@@ -195,6 +195,7 @@ class Backlog:
                 self._batches.appendleft(batch)
                 self._size += len(batch.items)
             self._inflight = False
+        self._observe_pending()
 
     def _run(self) -> None:
         pause = self.retry_s
@@ -223,14 +224,12 @@ class Backlog:
                 self._count_replayed(exc.applied)
                 del batch.items[: exc.applied]
                 self._put_back(batch)
-                self._observe_pending()
                 continue
             except Exception:  # a bug must not kill the replay thread and keep the backlog
                 log.exception("online store: a replayed batch of %s failed", batch.kind)
                 self._count_dropped(len(batch.items))
                 batch.items.clear()
                 self._put_back(batch)
-                self._observe_pending()
                 continue
             self._count_replayed(len(batch.items))
             pause = self.retry_s
