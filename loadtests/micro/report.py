@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -25,6 +26,19 @@ def percentiles(samples_s: list[float] | np.ndarray) -> dict[str, float]:
     }
 
 
+def cpu_loop_ms() -> float:
+    """The best of three timings of a fixed pure-Python loop: this VM's speed varies from hour
+    to hour (up to 2-3x between days), so each report carries a figure to compare runs by."""
+    best = math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - t)
+    return round(best * 1e3, 1)
+
+
 def machine() -> dict[str, Any]:
     mem = ""
     try:
@@ -41,6 +55,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
+        "cpu_loop_ms": cpu_loop_ms(),
         "memory": mem,
         "python": platform.python_version(),
         "platform": platform.platform(),
