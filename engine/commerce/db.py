@@ -5,6 +5,14 @@ SQLite (the embedded default) runs in WAL mode and opens every writing transacti
 read-to-write upgrade (read-only transactions use a plain ``BEGIN`` and never wait for
 writers); PostgreSQL uses row locks (``SELECT … FOR UPDATE``) taken in a fixed order.
 
+SQLite's own wait for its write lock is a poll: a writer that finds the lock taken sleeps 1, 2,
+5, 10 … up to 100 ms between tries, however soon the lock comes free.  Under a few concurrent
+writers (two API processes inserting events and orders) those sleeps, not the writes, made the
+tail.  So a writing transaction first takes a lock of this process's threads and an ``flock``
+on ``<database>-writer.lock`` shared by every process on the machine: both wake the next
+waiter the moment the holder is done, and SQLite's own lock is then almost always free.  A
+writer that does not take them (another program) is still safe: SQLite's lock decides.
+
 When the database cannot be reached, every transaction fails fast with one error,
 ``Unavailable`` (code ``database_unavailable``, HTTP 503 with Retry-After): ``unavailable``
 below is the one place that says which SQLAlchemy errors mean "the database is away" (not
@@ -14,6 +22,9 @@ database returns, stale pooled connections are replaced instead of failing a req
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,11 +77,58 @@ def _json_dumps(value: Any) -> str:
 JSON_CODEC: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for another database or an in-memory one."""
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    db_path = url.split("///", 1)[-1].split("?", 1)[0]
+    if not db_path or db_path == ":memory:" or "mode=memory" in url:
+        return None
+    return Path(db_path)
+
+
+class WriterQueue:
+    """One SQLite writer at a time, handed over without polling: a re-entrant lock for this
+    process's threads, then an exclusive ``flock`` on a file beside the database for the
+    processes (the kernel wakes the next one when it is released, or when its holder dies)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._threads = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0  # nested writing transactions of the holding thread
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            if self._depth == 0 and self._path is not None:
+                if self._fd is None or self._pid != os.getpid():
+                    # a forked child must not share its parent's open file: flock locks
+                    # belong to the open file, so the two would not exclude each other
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    self._pid = os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
-        if db_path and db_path != ":memory:" and "mode=memory" not in db_path:
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        db_file = sqlite_file(url)
+        if db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
             echo=echo,
@@ -138,6 +196,11 @@ class Database:
         self.url = url
         self.engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._writers: WriterQueue | None = None
+        if self.engine.dialect.name == "sqlite":
+            db_file = sqlite_file(url)
+            lock = db_file.with_name(db_file.name + "-writer.lock") if db_file else None
+            self._writers = WriterQueue(lock)
 
     @property
     def dialect(self) -> str:
@@ -148,6 +211,13 @@ class Database:
         """One unit of work: commit on success, roll back everything on any exception.
         ``readonly`` transactions do not take SQLite's write lock.  A lost or refused
         connection (also at commit) raises ``Unavailable`` (see ``unavailable``)."""
+        if self._writers is not None and not readonly:
+            with self._writers.held():
+                yield from self._transaction(readonly=False)
+        else:
+            yield from self._transaction(readonly=readonly)
+
+    def _transaction(self, *, readonly: bool) -> Iterator[Session]:
         session = self._sessions()  # connects lazily, on the first statement
         try:
             with session.begin():
@@ -184,3 +254,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
