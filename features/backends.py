@@ -20,7 +20,7 @@ import redis
 from features.batch import lua_schemas
 from features.connection import ping
 from features.definitions import FeatureEvent
-from features.pipeline import MAX_CALL_ARGS, Ingested, ingest_batches
+from features.pipeline import MAX_CALL_ARGS, Claimed, Ingested, ingest_batches, replay_claimed
 from features.pipeline import pack as _pack
 from features.plan import (
     ITEM_ARGS,
@@ -43,7 +43,14 @@ class BackendUnavailable(Exception):
 class Backend(Protocol):
     def run(self, plans: Sequence[Plan]) -> list[Result]: ...
 
-    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]: ...
+    def ingest(
+        self, events: Sequence[FeatureEvent], chunk: int, claimed: Claimed | None = None
+    ) -> Iterator[Ingested]: ...
+
+    def replay_claimed(self, events: Sequence[FeatureEvent], token: str) -> list[FeatureEvent]:
+        """Finish the writes of a batch-ingestion chunk cut off under ``token``; returns its
+        events whose claim never reached the store (the caller applies them)."""
+        ...
 
     def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> None: ...
 
@@ -160,13 +167,32 @@ class RedisBackend:
             results.append((duplicate, list(reads)))
         return results
 
-    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]:
-        """Batch ingestion (``features/pipeline.py``): ids claimed, writes merged per key."""
+    def ingest(
+        self, events: Sequence[FeatureEvent], chunk: int, claimed: Claimed | None = None
+    ) -> Iterator[Ingested]:
+        """Batch ingestion (``features/pipeline.py``): ids claimed, writes merged per key.  On
+        failure ``claimed`` names the chunks cut off after their claims (``replay_claimed``)."""
         try:
             if not self._loaded:
                 self._load()
             yield from ingest_batches(
-                self.client, self.batch_function, self._load, events, chunk, self.max_call_args
+                self.client,
+                self.batch_function,
+                self._load,
+                events,
+                chunk,
+                self.max_call_args,
+                [] if claimed is None else claimed,
+            )
+        except REDIS_ERRORS as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
+    def replay_claimed(self, events: Sequence[FeatureEvent], token: str) -> list[FeatureEvent]:
+        try:
+            if not self._loaded:
+                self._load()
+            return replay_claimed(
+                self.client, self.batch_function, self._load, events, token, self.max_call_args
             )
         except REDIS_ERRORS as exc:
             raise BackendUnavailable(str(exc)) from exc
@@ -255,8 +281,15 @@ class MemoryBackend:
     def run(self, plans: Sequence[Plan]) -> list[Result]:
         return [self._run(plan) for plan in plans]
 
-    def ingest(self, events: Sequence[FeatureEvent], chunk: int) -> Iterator[Ingested]:
-        """The per-event plans, one chunk at a time."""
+    def replay_claimed(self, events: Sequence[FeatureEvent], token: str) -> list[FeatureEvent]:
+        """This backend claims no ids ahead of their writes: none of them was applied."""
+        return list(events)
+
+    def ingest(
+        self, events: Sequence[FeatureEvent], chunk: int, claimed: Claimed | None = None
+    ) -> Iterator[Ingested]:
+        """The per-event plans, one chunk at a time (each claims its id as it writes, so
+        nothing is ever left in ``claimed``)."""
         for i in range(0, len(events), chunk):
             results = self.run(
                 [plan_event(e, read=False, record=True) for e in events[i : i + chunk]]

@@ -5,9 +5,9 @@ timeout) a decision still answers on default features; what it would have record
 transaction, a label, storefront events, order lines, stock levels — is appended here instead of
 being lost.  A background thread pings the store with a growing pause (``retry_s`` up to
 ``max_retry_s``) and, once it answers, applies the backlog oldest first through the same write
-paths — events one function call each, which claims the id and writes in one atomic step (the
-batch path claims a chunk's ids before its writes, and a store failing between the two would
-leave ids claimed that the replay then skipped).  Replaying is safe: every event and label
+paths — events one function call each, which claims the id and writes in one atomic step, and a
+chunk that batch ingestion had claimed when it was cut off finished under its claim token, each
+of its calls once (``features/pipeline.py``).  Replaying is safe: every event and label
 carries the id the store dedupes on, and stock levels are absolute values, so a write that did
 reach Redis before the failure is not counted twice.
 
@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from features.definitions import FeatureEvent, LabelEvent
@@ -43,6 +43,21 @@ Item = FeatureEvent | LabelEvent | StockRow
 class Batch:
     kind: Kind
     items: list[Item]
+    # (token, n): the first items, in groups of n, are chunks that batch ingestion claimed
+    # under the token before it was cut off (features/pipeline.py); a group is replayed whole
+    claims: list[tuple[str, int]] = field(default_factory=list)
+
+    def drop(self, n: int) -> int:
+        """Remove the first ``n`` items, and the rest of a claimed group ``n`` ends inside
+        (a part of a group cannot be replayed exactly); returns how many were removed."""
+        cut = 0
+        while self.claims and cut + self.claims[0][1] <= n:
+            cut += self.claims.pop(0)[1]
+        if self.claims and cut < n:
+            cut += self.claims.pop(0)[1]
+        cut = max(cut, min(n, len(self.items)))
+        del self.items[:cut]
+        return cut
 
 
 class Unavailable(Exception):
@@ -108,18 +123,19 @@ class Backlog:
         """Something waits to be replayed: a new write must queue behind it."""
         return self._size > 0 or self._inflight
 
-    def add(self, kind: Kind, items: Sequence[Item]) -> None:
+    def add(
+        self, kind: Kind, items: Sequence[Item], claims: Sequence[tuple[str, int]] = ()
+    ) -> None:
         if not items or self.capacity <= 0:
             self._count_dropped(len(items))
             return
         with self._lock:
-            self._batches.append(Batch(kind, list(items)))
+            self._batches.append(Batch(kind, list(items), list(claims)))
             self._size += len(items)
             over = self._size - self.capacity
             while over > 0:
                 oldest = self._batches[0]
-                cut = min(over, len(oldest.items))
-                del oldest.items[:cut]
+                cut = oldest.drop(over)
                 if not oldest.items:
                     self._batches.popleft()
                 self._size -= cut
@@ -222,7 +238,7 @@ class Backlog:
                 self._apply(batch)
             except Unavailable as exc:
                 self._count_replayed(exc.applied)
-                del batch.items[: exc.applied]
+                batch.drop(exc.applied)  # at a group's end: replays report no less
                 self._put_back(batch)
                 continue
             except Exception:  # a bug must not kill the replay thread and keep the backlog

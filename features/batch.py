@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 from features.definitions import DAY, VIEWS, Entity, FeatureEvent, FeatureView, Source, views_for
 from features.plan import (
+    MARKER_TTL,
     PREFIX,
     RECENT_KEEP,
     RECENT_TTL,
@@ -148,6 +149,7 @@ def lua_schemas() -> str:
                 f"  -- {w.view.name}"
             )
     lines.append(f"local RECENT_KEEP, RECENT_TTL = {RECENT_KEEP}, {json.dumps(str(RECENT_TTL))}")
+    lines.append(f"local MARKER_TTL = {json.dumps(str(MARKER_TTL))}")
     return "\n".join(lines) + "\n"
 
 

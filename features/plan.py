@@ -36,6 +36,8 @@ from features.definitions import (
 
 PREFIX = "cw"
 SEEN_TTL = 7 * DAY
+# a batch call's "applied" marker outlives an outage the backlog rides out (features/pipeline.py)
+MARKER_TTL = SEEN_TTL
 VALUE_SCALE = {"amount": 0.01}  # stored integer units -> feature units
 
 

@@ -34,6 +34,7 @@ from features.definitions import (
     derive,
     views_of,
 )
+from features.pipeline import Claimed
 from features.plan import Plan, as_dict, decode, plan_event, plan_label, plan_read
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,10 @@ class FeatureStore:
         in the same state either way."""
         if self.backlog.pending():
             return self._defer("events", events, 0, 0)
-        result = self._record_now(events, fast=fast)
+        claimed: Claimed = []
+        result = self._record_now(events, fast=fast, claimed=claimed)
         if result.degraded:
-            return self._defer("events", events, result.accepted, result.duplicates)
+            return self._defer("events", events, result.accepted, result.duplicates, claimed)
         return result
 
     def record_labels(self, labels: Sequence[LabelEvent], *, fast: bool = False) -> IngestResult:
@@ -134,23 +136,31 @@ class FeatureStore:
             return self._defer("labels", labels, result.accepted, result.duplicates)
         return result
 
-    def _record_now(self, events: Sequence[FeatureEvent], *, fast: bool) -> IngestResult:
+    def _record_now(
+        self, events: Sequence[FeatureEvent], *, fast: bool, claimed: Claimed
+    ) -> IngestResult:
         if fast:
             plans = [plan_event(e, read=False, record=True) for e in events]
             return self._write_plans(plans, self.backend)
-        return _tally(self.bulk.ingest(events, self.batch_size), len(events))
+        return _tally(self.bulk.ingest(events, self.batch_size, claimed), len(events))
 
     def _labels_now(self, labels: Sequence[LabelEvent], *, fast: bool) -> IngestResult:
         plans = [plan_label(label) for label in labels]
         return self._write_plans(plans, self.backend if fast else self.bulk)
 
     def _defer(
-        self, kind: Kind, items: Sequence[Item], accepted: int, duplicates: int
+        self,
+        kind: Kind,
+        items: Sequence[Item],
+        accepted: int,
+        duplicates: int,
+        claimed: Sequence[tuple[str, int]] = (),
     ) -> IngestResult:
         """What was not applied (everything after the first ``accepted + duplicates``, which
-        the store took in order) joins the backlog."""
+        the store took in order) joins the backlog, with the chunks among it that batch
+        ingestion had claimed before it was cut off."""
         rest = items[accepted + duplicates :]
-        self.backlog.add(kind, rest)
+        self.backlog.add(kind, rest, claimed)
         return IngestResult(accepted, duplicates, degraded=True, deferred=len(rest))
 
     def _write_plans(self, plans: list[Plan], backend: Backend) -> IngestResult:
@@ -197,16 +207,32 @@ class FeatureStore:
                 raise Unavailable(done)
             return
         if batch.kind == "events":
-            # One function call per event, each claiming its id and writing in one atomic step,
-            # never the batch path: its claims go out before the writes, so a store that fails
-            # again between the two would keep ids claimed without their writes, and the next
-            # attempt would skip them as duplicates.
-            plans = [plan_event(e, read=False, record=True) for e in batch.items]  # type: ignore[arg-type]
-            result = self._write_plans(plans, self.bulk)
-        else:
-            result = self._labels_now(batch.items, fast=False)  # type: ignore[arg-type]
+            events: list[FeatureEvent] = batch.items  # type: ignore[assignment]
+            # Chunks that batch ingestion claimed before it was cut off: their writes are
+            # finished under their tokens, each call once (features/pipeline.py).
+            done = 0
+            for token, n in list(batch.claims):
+                try:
+                    fresh = self.bulk.replay_claimed(events[done : done + n], token)
+                except BackendUnavailable:
+                    raise Unavailable(done) from None
+                if fresh and self._write_events(fresh).degraded:
+                    raise Unavailable(done)  # the chunk again: what it applied is not repeated
+                done += n
+            # The rest one function call per event, each claiming its id and writing in one
+            # atomic step, never the batch path: a store that failed again between a chunk's
+            # claims and its writes would leave claims to finish as above.
+            result = self._write_events(events[done:])
+            if result.degraded:
+                raise Unavailable(done + result.accepted + result.duplicates)
+            return
+        result = self._labels_now(batch.items, fast=False)  # type: ignore[arg-type]
         if result.degraded:
             raise Unavailable(result.accepted + result.duplicates)
+
+    def _write_events(self, events: Sequence[FeatureEvent]) -> IngestResult:
+        plans = [plan_event(e, read=False, record=True) for e in events]
+        return self._write_plans(plans, self.bulk)
 
     def backlog_status(self) -> BacklogStatus:
         return self.backlog.status()

@@ -251,7 +251,9 @@ class RedisServer:
 
 
 def redis_contents(client: redis.Redis) -> dict[bytes, object]:
-    """Every key's logical contents (HyperLogLogs by their count; TTLs as present or not)."""
+    """Every key's logical contents (HyperLogLogs by their count; TTLs as present or not; an
+    event id's claim as claimed: its value names the batch chunk that claimed it, which differs
+    between two stores given the same events)."""
     out: dict[bytes, object] = {}
     for key in sorted(client.scan_iter(count=1000)):
         kind = client.type(key)
@@ -265,7 +267,7 @@ def redis_contents(client: redis.Redis) -> dict[bytes, object]:
         elif kind == b"string":
             raw = client.get(key)
             value = client.pfcount(key) if raw and raw.startswith(b"HYLL") else raw
-            out[key] = (ttl, value)
+            out[key] = (ttl, b"claimed" if key.startswith(b"cw:seen:") else value)
         else:
             out[key] = (ttl, kind)
     return out

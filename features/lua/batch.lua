@@ -4,7 +4,10 @@
 -- features.batch.lua_schemas: SCHEMAS[sid] = {ttl, kinds, hash fields, keeps, single, value
 -- fields of last values}, one entry per field of a view hash (C: count, A: sum, X: maximum,
 -- V: last value, M: newest time).  Event ids were claimed with SET NX before the call.
--- ARGV: n_ops, ops...
+-- ARGV: marker, n_ops, ops...
+--   marker: "" or a key that says this call was applied: if it exists the call does nothing
+--   (a replay of a call that reached Redis before its connection dropped), else it is set with
+--   the writes, in the same atomic step (features/pipeline.py deletes it once the chunk is done)
 --   sid key values...                  one view hash, events merged; per field of the schema:
 --       C, A, X: m (k d)*m               deltas / maxima per bucket, ascending (m = 0: none)
 --       V:       value ts | ""           last value, if ts >= the stored one
@@ -185,8 +188,13 @@ local function batch_hash(sc, argv, i)
 end
 
 local function apply_batch(_keys, argv)
-  local i = 2
-  for _ = 1, tonumber(argv[1]) do
+  local marker = argv[1]
+  if marker ~= '' then
+    if redis.call('EXISTS', marker) == 1 then return 1 end
+    redis.call('SET', marker, '1', 'EX', MARKER_TTL)
+  end
+  local i = 3
+  for _ = 1, tonumber(argv[2]) do
     local op = argv[i]
     local sc = SCHEMAS[op]
     if sc then

@@ -269,3 +269,73 @@ def test_a_replay_cut_between_claims_and_writes_loses_nothing(
     finally:
         a.close()
         b.close()
+
+
+def _views(seed: int, n: int) -> list[FeatureEvent]:
+    """``n`` storefront events over a few customers, sessions and SKUs (ids repeat a few)."""
+    batch = [e for kind, call in _stream(seed, T0, 4 * n) if kind == "record" for e in call]  # type: ignore[union-attr]
+    return (batch + batch[:5])[:n]  # type: ignore[operator]
+
+
+def _cut_ingestion(
+    monkeypatch: pytest.MonkeyPatch, after_calls: int, which: int = 0
+) -> dict[str, bool]:
+    """The ``which``-th chunk's calls (0: the first) go to Redis with the connection closed
+    by the server after ``after_calls`` of them (``QUIT``): Redis applied those calls and
+    the chunk's and the next chunk's claims; the client learns nothing more."""
+    import features.pipeline
+
+    real_calls = features.pipeline.calls
+    state = {"seen": -1, "cut": False}
+
+    def cut(*args: object, **kwargs: object) -> object:
+        out = real_calls(*args, **kwargs)  # type: ignore[arg-type]
+        if not state["cut"] and out and out[0][3]:  # batch ingestion's calls (with markers)
+            state["seen"] += 1
+            if state["seen"] == which:
+                state["cut"] = True
+                return [*out[:after_calls], ("QUIT",), *out[after_calls:]]
+        return out
+
+    monkeypatch.setattr(features.pipeline, "calls", cut)
+    return state  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("after_calls", "which"),
+    [(0, 0), (2, 0), (3, 1)],
+    ids=["after-the-claims", "between-two-calls", "second-chunk"],
+)
+def test_batch_ingestion_cut_off_midway_is_finished_exactly_once(
+    servers: tuple[RedisServer, RedisServer],
+    monkeypatch: pytest.MonkeyPatch,
+    after_calls: int,
+    which: int,
+) -> None:
+    """Batch ingestion claims a chunk's ids, then sends its writes in several calls.  Cut off
+    after the claims, or after some of the calls: what reached Redis is not applied twice and
+    what did not is not lost (the chunk is replayed under its claim token)."""
+    faulty, steady = servers
+    a, b = _store(faulty.url), _store(steady.url)
+    for store in (a, b):
+        store.batch_size = 40
+        store.bulk.max_call_args = 60  # type: ignore[attr-defined]
+    try:
+        events = _views(8, 130)
+        assert not b.record(events).degraded
+        state = _cut_ingestion(monkeypatch, after_calls, which)
+        result = a.record(events)
+        assert state["cut"] and result.degraded and result.deferred > 0
+        assert a.backlog.wait_empty(20), a.backlog_status()
+        assert a.backlog_status().dropped == 0
+        markers = [k for k in _cw(redis_contents(faulty.client())) if k.startswith(b"cw:applied:")]
+        got = {k: v for k, v in _cw(redis_contents(faulty.client())).items() if k not in markers}
+        assert got == _cw(redis_contents(steady.client()))
+        # the replayed chunks' markers are gone; a chunk done before the cut may keep its own
+        # (the request that would delete them was cut too) until they expire
+        assert len({m.rsplit(b":", 1)[0] for m in markers}) <= (1 if which else 0)
+        again = a.record(events)  # and every id stays claimed once
+        assert (again.accepted, again.degraded) == (0, False)
+    finally:
+        a.close()
+        b.close()

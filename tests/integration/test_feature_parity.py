@@ -523,6 +523,8 @@ def dump(store: FeatureStore) -> dict[bytes, tuple[object, int]]:
             value = client.zrange(key, 0, -1, withscores=True)
         elif key.startswith(b"cw:h:"):
             value = ("hll", client.pfcount(key))
+        elif key.startswith(b"cw:seen:"):  # claimed; the value names the chunk that claimed it
+            value = "claimed"
         else:
             value = client.get(key)
         out[key] = (value, client.ttl(key))

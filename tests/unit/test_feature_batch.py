@@ -152,14 +152,17 @@ def test_calls_are_split_to_stay_short() -> None:
     backend = RedisBackend(redis.Redis())  # no connection is made
     assert backend.batch_function == f"{backend.function}_batch"
     ops = plan_batch([payment(f"p{i}", T0 + i * 3600, customer=f"c{i}") for i in range(20)])
-    calls = pipeline.calls(backend.batch_function, ops, 100)
+    calls = pipeline.calls(backend.batch_function, ops, 100, "tok")
     assert len(calls) > 1
     assert all(c[:3] == ("FCALL", backend.batch_function, 0) for c in calls)
-    assert sum(int(c[3]) for c in calls) == len(ops)  # type: ignore[call-overload]
+    # each call names its own "applied" marker (the key a replay checks)
+    assert [c[3] for c in calls] == [f"cw:applied:tok:{j}" for j in range(len(calls))]
+    assert sum(int(c[4]) for c in calls) == len(ops)  # type: ignore[call-overload]
     longest = max(len(op) for op in ops)
-    assert all(len(c) - 4 < 100 + longest for c in calls)
-    flat = [x for c in calls for x in c[4:]]
+    assert all(len(c) - 5 < 100 + longest for c in calls)
+    flat = [x for c in calls for x in c[5:]]
     assert flat == [x for op in ops for x in op]  # every operation once, in order
+    assert {c[3] for c in pipeline.calls(backend.batch_function, ops, 100)} == {""}
 
 
 def test_memory_backend_ingests_per_event_and_counts_duplicates() -> None:
