@@ -83,31 +83,32 @@ class Interactions:
         for ev in events:
             unique.setdefault(ev.event_id, ev)
         in_batch_dups = len(events) - len(unique)
-        with self.db.transaction() as s:
-            skus = sorted({ev.sku for ev in unique.values() if ev.sku})
-            categories = (
-                dict(
-                    s.execute(
-                        select(Product.sku, Product.category).where(Product.sku.in_(skus))
-                    ).all()
+        # The SKUs are looked up before the writing transaction, not inside it: on SQLite a
+        # writing transaction holds the one write lock every other writer queues for, so it
+        # holds nothing but the insert (a product is never deleted, only deactivated).
+        skus = sorted({ev.sku for ev in unique.values() if ev.sku})
+        categories: dict[str, str | None] = {}
+        if skus:
+            with self.db.transaction(readonly=True) as s:
+                found = s.execute(
+                    select(Product.sku, Product.category).where(Product.sku.in_(skus))
                 )
-                if skus
-                else {}
+                categories = {sku: category for sku, category in found}
+        unknown = [
+            {"field": f"events[{i}].sku", "sku": ev.sku}
+            for i, ev in enumerate(events)
+            if ev.sku and ev.sku not in categories
+        ]
+        if unknown:
+            raise ValidationError(
+                "unknown sku: " + ", ".join(str(u["sku"]) for u in unknown),
+                field=str(unknown[0]["field"]),
+                items=unknown,
+                code="unknown_sku",
             )
-            unknown = [
-                {"field": f"events[{i}].sku", "sku": ev.sku}
-                for i, ev in enumerate(events)
-                if ev.sku and ev.sku not in categories
-            ]
-            if unknown:
-                raise ValidationError(
-                    "unknown sku: " + ", ".join(str(u["sku"]) for u in unknown),
-                    field=str(unknown[0]["field"]),
-                    items=unknown,
-                    code="unknown_sku",
-                )
-            rows = [_row(ev) for ev in unique.values()]
-            inserted = set(s.connection().execute(self._insert, rows).scalars()) if rows else set()
+        rows = [_row(ev) for ev in unique.values()]
+        with self.db.transaction() as s:
+            inserted = set(s.connection().execute(self._insert, rows).scalars())
         accepted = tuple(
             InteractionInfo(
                 ev.event_id,
