@@ -93,7 +93,7 @@ class Interactions:
                 found = s.execute(
                     select(Product.sku, Product.category).where(Product.sku.in_(skus))
                 )
-                categories = dict(found.tuples().all())
+                categories = dict(found.all())
         unknown = [
             {"field": f"events[{i}].sku", "sku": ev.sku}
             for i, ev in enumerate(events)
