@@ -20,7 +20,14 @@ import redis
 from features.batch import lua_schemas
 from features.connection import ping
 from features.definitions import FeatureEvent
-from features.pipeline import MAX_CALL_ARGS, Claimed, Ingested, ingest_batches, replay_claimed
+from features.pipeline import (
+    MAX_CALL_ARGS,
+    Claimed,
+    Ingested,
+    borrowed,
+    ingest_batches,
+    replay_claimed,
+)
 from features.pipeline import pack as _pack
 from features.plan import (
     ITEM_ARGS,
@@ -205,10 +212,8 @@ class RedisBackend:
     ) -> list[Any]:
         """Send ``commands`` as one request, read ``answers`` replies; then send ``then``
         (commands that answer nothing) only if every reply was a success."""
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            conn.send_packed_command([_pack(commands)], check_health=False)  # type: ignore[no-untyped-call]
+        with borrowed(self.client) as conn:
+            conn.send_packed_command([_pack(commands)], check_health=False)
             replies: list[Any] = []
             for _ in range(answers):
                 try:
@@ -216,12 +221,7 @@ class RedisBackend:
                 except redis.ResponseError as exc:
                     replies.append(exc)
             if then and not any(isinstance(r, Exception) for r in replies):
-                conn.send_packed_command([_pack(then)], check_health=False)  # type: ignore[no-untyped-call]
-        except BaseException:
-            conn.disconnect()  # type: ignore[no-untyped-call]
-            raise
-        finally:
-            pool.release(conn)
+                conn.send_packed_command([_pack(then)], check_health=False)
         return replies
 
     def set_stock(self, entries: Sequence[tuple[str, str, int]]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import hiredis
@@ -77,6 +78,28 @@ def _unlink(token: str, n: int) -> list[Call]:
     return [("UNLINK", *(marker(token, j) for j in range(n)))] if n else []
 
 
+def _forget(conn: Any, token: str, n: int) -> None:
+    """Delete a finished chunk's ``n`` markers (one request, its reply read)."""
+    if n:
+        conn.send_packed_command([pack(_unlink(token, n))], check_health=False)
+        conn.read_response(disable_decoding=True)
+
+
+@contextmanager
+def borrowed(client: redis.Redis) -> Iterator[Any]:
+    """A pooled connection for raw requests; dropped, not returned as is, when anything fails
+    (its replies may be out of step with its requests)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        yield conn
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)
+
+
 def ingest_batches(
     client: redis.Redis,
     function: str,
@@ -94,11 +117,9 @@ def ingest_batches(
     if not chunks:
         return
     tokens = [new_token() for _ in chunks]
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
+    with borrowed(client) as conn:
         claimed.append((tokens[0], len(chunks[0])))
-        conn.send_packed_command([pack(claims(chunks[0], tokens[0]))], check_health=False)  # type: ignore[no-untyped-call]
+        conn.send_packed_command([pack(claims(chunks[0], tokens[0]))], check_health=False)
         pending: tuple[list[Call], int, int, int] | None = None
         for c, part in enumerate(chunks):
             new = [conn.read_response(disable_decoding=True) is not None for _ in part]
@@ -117,21 +138,13 @@ def ingest_batches(
                 claimed.pop(0)
             if request:
                 claimed.append((tokens[c + 1], len(chunks[c + 1])))
-            conn.send_packed_command([payload], check_health=False)  # type: ignore[no-untyped-call]
+            conn.send_packed_command([payload], check_health=False)
             pending = (todo, accepted, len(part) - accepted, len(done))
         if pending:
-            last = _unlink(tokens[-1], len(pending[0]))
             ingested = _finish(conn, load, *pending)
-            if last:
-                conn.send_packed_command([pack(last)], check_health=False)  # type: ignore[no-untyped-call]
-                conn.read_response(disable_decoding=True)
+            _forget(conn, tokens[-1], len(pending[0]))
             claimed.pop(0)
             yield ingested
-    except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
-        raise
-    finally:
-        pool.release(conn)
 
 
 def replay_claimed(
@@ -146,28 +159,21 @@ def replay_claimed(
     under the token, each call once (see the module's docstring); returns the events whose
     claim never reached Redis, for the caller to apply one atomic call each (the others are
     done, or were duplicates)."""
-    conn = client.connection_pool.get_connection()
-    try:
+    with borrowed(client) as conn:
         keys = [seen_key(e.event_id) for e in events]
-        conn.send_packed_command([pack([("MGET", *keys)])], check_health=False)  # type: ignore[no-untyped-call]
+        conn.send_packed_command([pack([("MGET", *keys)])], check_health=False)
         values = conn.read_response(disable_decoding=True)
         mine = token.encode()
         ours = [e for e, v in zip(events, values, strict=True) if v == mine]
         fresh = [e for e, v in zip(events, values, strict=True) if v is None]
         todo = calls(function, plan_batch(ours), max_args, token)
         if todo:
-            conn.send_packed_command([pack(todo)], check_health=False)  # type: ignore[no-untyped-call]
+            conn.send_packed_command([pack(todo)], check_health=False)
             _finish(conn, load, todo, 0, 0, 0)
             if not fresh:  # the chunk is done: it is never replayed again
-                conn.send_packed_command([pack(_unlink(token, len(todo)))], check_health=False)  # type: ignore[no-untyped-call]
-                conn.read_response(disable_decoding=True)
+                _forget(conn, token, len(todo))
             # else the markers stay (until MARKER_TTL): the caller may fail to write the
             # fresh events and replay this chunk again
-    except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
-        raise
-    finally:
-        client.connection_pool.release(conn)
     return fresh
 
 

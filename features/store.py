@@ -140,8 +140,7 @@ class FeatureStore:
         self, events: Sequence[FeatureEvent], *, fast: bool, claimed: Claimed
     ) -> IngestResult:
         if fast:
-            plans = [plan_event(e, read=False, record=True) for e in events]
-            return self._write_plans(plans, self.backend)
+            return self._write_events(events, self.backend)
         return _tally(self.bulk.ingest(events, self.batch_size, claimed), len(events))
 
     def _labels_now(self, labels: Sequence[LabelEvent], *, fast: bool) -> IngestResult:
@@ -216,13 +215,13 @@ class FeatureStore:
                     fresh = self.bulk.replay_claimed(events[done : done + n], token)
                 except BackendUnavailable:
                     raise Unavailable(done) from None
-                if fresh and self._write_events(fresh).degraded:
+                if fresh and self._write_events(fresh, self.bulk).degraded:
                     raise Unavailable(done)  # the chunk again: what it applied is not repeated
                 done += n
             # The rest one function call per event, each claiming its id and writing in one
             # atomic step, never the batch path: a store that failed again between a chunk's
             # claims and its writes would leave claims to finish as above.
-            result = self._write_events(events[done:])
+            result = self._write_events(events[done:], self.bulk)
             if result.degraded:
                 raise Unavailable(done + result.accepted + result.duplicates)
             return
@@ -230,9 +229,10 @@ class FeatureStore:
         if result.degraded:
             raise Unavailable(result.accepted + result.duplicates)
 
-    def _write_events(self, events: Sequence[FeatureEvent]) -> IngestResult:
+    def _write_events(self, events: Sequence[FeatureEvent], backend: Backend) -> IngestResult:
+        """One function call per event, each claiming its id and writing in one atomic step."""
         plans = [plan_event(e, read=False, record=True) for e in events]
-        return self._write_plans(plans, self.bulk)
+        return self._write_plans(plans, backend)
 
     def backlog_status(self) -> BacklogStatus:
         return self.backlog.status()
