@@ -29,26 +29,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from loadtests.catalogue import active_skus
 from loadtests.micro.report import cpu_loop_ms, percentiles, write
 
 TYPES = ["view"] * 6 + ["add_to_cart", "add_to_cart", "search", "remove_from_cart", "purchase"]
-
-
-def active_skus(base: str, key: str) -> list[str]:
-    skus: list[str] = []
-    cursor: str | None = None
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
-        while True:
-            params: dict[str, str | int] = {"limit": 200}
-            if cursor:
-                params["cursor"] = cursor
-            r = c.get("/v1/products", params=params)
-            r.raise_for_status()
-            page = r.json()
-            skus += [p["sku"] for p in page["items"] if p.get("active", True)]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return skus
 
 
 def batches(n: int, size: int, skus: list[str], customers: int, seed: int) -> list[bytes]:
@@ -90,7 +74,7 @@ def main() -> None:
     if not (args.key and args.secret_key):
         raise SystemExit("--key and --secret-key: a channel's publishable and secret keys")
 
-    skus = active_skus(args.url, args.secret_key)
+    skus = active_skus(args.url, {"Authorization": f"Bearer {args.secret_key}"})
     bodies = batches(args.events, args.batch, skus, args.customers, seed=int(time.time()))
     parts = urlsplit(args.url)
     headers = {"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"}

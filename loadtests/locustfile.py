@@ -30,8 +30,9 @@ import random
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 from locust import FastHttpUser, constant_throughput, events, task
+
+from loadtests.catalogue import active_skus
 
 CUSTOMERS = int(os.environ.get("CARTWISE_LOADTEST_CUSTOMERS", "2000"))
 PRODUCTS = int(os.environ.get("CARTWISE_LOADTEST_PRODUCTS", "500"))
@@ -56,15 +57,7 @@ ON_SALE: list[str] = []  # active products, read once when the test starts
 def _catalogue(environment: object, **_: object) -> None:
     """The SKUs a storefront would show: active ones (an inactive SKU's quote is a 422)."""
     host = getattr(environment, "host", None) or "http://127.0.0.1:8000"
-    cursor = None
-    with httpx.Client(base_url=host, timeout=30, headers=SECRET) as client:
-        while True:
-            params: dict[str, object] = {"limit": 200} | ({"cursor": cursor} if cursor else {})
-            page = client.get("/v1/products", params=params).json()
-            ON_SALE.extend(p["sku"] for p in page["items"] if p.get("active", True))
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+    ON_SALE.extend(active_skus(host, SECRET))
 
 
 def customer() -> str:
