@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.commerce.db import Database, ignore_conflicts
+from engine.commerce.groupcommit import GroupCommit
 from engine.commerce.schema import Channel, Interaction, Product, utcnow
 from engine.errors import ValidationError
 from engine.events import InteractionInfo, InteractionsRecorded, MessageBus
@@ -19,6 +20,7 @@ TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase", "search")
 NEEDS_SKU = frozenset({"view", "add_to_cart", "remove_from_cart", "purchase"})
 MAX_BATCH = 1000
 MAX_FUTURE = timedelta(minutes=5)
+GROUP_ROWS = 2 * MAX_BATCH  # rows of concurrent calls inserted in one transaction, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,10 @@ class Interactions:
         self._insert = ignore_conflicts(db.dialect, Interaction, ["event_id"]).returning(
             Interaction.event_id
         )
+        # concurrent calls' rows in one writing transaction (engine/commerce/groupcommit.py)
+        self._writes: GroupCommit[list[dict[str, Any]], set[str]] = GroupCommit(
+            self._insert_rows, max_size=GROUP_ROWS, size=len
+        )
 
     def record(self, events: Sequence[InteractionRequest]) -> Recorded:
         """Store new events (all or none); a known ``event_id`` counts as a duplicate."""
@@ -106,9 +112,7 @@ class Interactions:
                 items=unknown,
                 code="unknown_sku",
             )
-        rows = [_row(ev) for ev in unique.values()]
-        with self.db.transaction() as s:
-            inserted = set(s.connection().execute(self._insert, rows).scalars())
+        inserted = self._writes.submit([_row(ev) for ev in unique.values()])
         accepted = tuple(
             InteractionInfo(
                 ev.event_id,
@@ -126,6 +130,23 @@ class Interactions:
         if accepted:
             self.bus.publish(InteractionsRecorded(accepted))
         return Recorded(accepted, in_batch_dups + len(unique) - len(accepted))
+
+    def _insert_rows(self, calls: Sequence[list[dict[str, Any]]]) -> list[set[str]]:
+        """The rows of concurrent calls in one transaction; per call, the event ids it
+        inserted.  An event id sent by two of the calls belongs to the first; the second
+        finds it a duplicate, as it would have a moment later."""
+        owner: dict[str, int] = {}
+        rows = []
+        for n, call in enumerate(calls):
+            for row in call:
+                if owner.setdefault(row["event_id"], n) == n:
+                    rows.append(row)
+        with self.db.transaction() as s:
+            inserted = s.connection().execute(self._insert, rows).scalars()
+            out: list[set[str]] = [set() for _ in calls]
+            for event_id in inserted:
+                out[owner[event_id]].add(event_id)
+        return out
 
     def _validate(self, events: Sequence[InteractionRequest]) -> None:
         if not events:

@@ -143,9 +143,16 @@ class Orders:
             if existing is not None:
                 return Placed(existing, replayed=True)
         events: list[Event] = []
+        # What the order refers to is read before the writing transaction, not in it: on
+        # SQLite that transaction holds the write lock every other writer queues for, so it
+        # holds only what must be consistent with the write (stock levels, the new rows).
+        # The foreign keys still refuse a reference deleted in between.
+        with self.db.transaction(readonly=True) as s:
+            self._check_references(s, req)
+            products = self._products(s, req)
         try:
             with self.db.transaction() as s:
-                order = self._place(s, req, idempotency_key, digest, events)
+                order = self._place(s, req, idempotency_key, digest, events, products)
         except (IntegrityError, InsufficientStock):
             # A concurrent request with the same key may have won the race (and the stock):
             # its order is the answer.
@@ -168,11 +175,15 @@ class Orders:
         return order
 
     def _place(
-        self, s: Session, req: OrderRequest, key: str | None, digest: str, events: list[Event]
+        self,
+        s: Session,
+        req: OrderRequest,
+        key: str | None,
+        digest: str,
+        events: list[Event],
+        products: dict[str, Product],
     ) -> Order:
         now = self.clock()
-        self._check_references(s, req)
-        products = self._products(s, req)
         skus = sorted({line.sku for line in req.lines})
         locked = s.execute(
             select(Stock, Warehouse.country)
