@@ -5,7 +5,8 @@
 
 Three kinds of visitor over the demo store (`cartwise seed`: customers ``cus_000001``…,
 ``CARTWISE_LOADTEST_CUSTOMERS`` of them; the active SKUs are read from ``/v1/products`` when
-the test starts):
+the test starts); their requests are ``loadtests/traffic.py``'s visits, which the open-loop
+generator (``loadtests/bench_mixed.py``) sends too:
 
 - a shopper on the storefront (most traffic): recommendations for a widget, similar items, a
   price quote for what is on the page, and the page's events sent back;
@@ -20,6 +21,9 @@ its secret key (``CARTWISE_LOADTEST_SECRET_KEY``), as a shop's pages and servers
 
 Each user paces itself (``constant_throughput``): users x rate is the offered load, whether or
 not the server keeps up, so a slow server shows as latency and failures, not as a gentler test.
+Each user starts at a random point of its first period: locust starts them all at once, and
+users with the same period would otherwise keep firing together, a burst of every user's
+request at the top of each period instead of the load spread over it.
 ``CARTWISE_LOADTEST_RATE`` is the requests per second each user aims for (default 1 task/s).
 """
 
@@ -27,17 +31,25 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
-from datetime import UTC, datetime
+from typing import Any
 
+import gevent
 from locust import FastHttpUser, constant_throughput, events, task
 
 from loadtests.catalogue import active_skus
+from loadtests.traffic import (
+    PACE,
+    USERS,
+    Catalogue,
+    Reply,
+    Visit,
+    admin_look,
+    checkout,
+    customer,
+    shopper_page,
+)
 
-CUSTOMERS = int(os.environ.get("CARTWISE_LOADTEST_CUSTOMERS", "2000"))
-PRODUCTS = int(os.environ.get("CARTWISE_LOADTEST_PRODUCTS", "500"))
 RATE = float(os.environ.get("CARTWISE_LOADTEST_RATE", "1"))
-ADMIN = {"Authorization": f"Bearer {os.environ.get('CARTWISE_ADMIN_TOKEN', '')}"}
 
 
 def _key(name: str) -> dict[str, str]:
@@ -45,121 +57,88 @@ def _key(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-PUBLISHABLE = _key("CARTWISE_LOADTEST_PUBLISHABLE_KEY")
-SECRET = _key("CARTWISE_LOADTEST_SECRET_KEY")
-WIDGETS = ("home", "product_page", "cart")
-
-
-ON_SALE: list[str] = []  # active products, read once when the test starts
+KEYS = {
+    "publishable": _key("CARTWISE_LOADTEST_PUBLISHABLE_KEY"),
+    "secret": _key("CARTWISE_LOADTEST_SECRET_KEY"),
+    "admin": {"Authorization": f"Bearer {os.environ.get('CARTWISE_ADMIN_TOKEN', '')}"},
+}
+CATALOGUE = Catalogue()  # active products, read once when the test starts
 
 
 @events.test_start.add_listener
 def _catalogue(environment: object, **_: object) -> None:
     """The SKUs a storefront would show: active ones (an inactive SKU's quote is a 422)."""
     host = getattr(environment, "host", None) or "http://127.0.0.1:8000"
-    ON_SALE.extend(active_skus(host, SECRET))
+    CATALOGUE.skus.extend(active_skus(host, KEYS["secret"]))
 
 
-def customer() -> str:
-    return f"cus_{random.randint(1, CUSTOMERS):06d}"
+def stagger(rate: float) -> None:
+    """Wait a random part of one period before the first task (see the module's text)."""
+    gevent.sleep(random.uniform(0, 1 / rate))
 
 
-def sku() -> str:
-    if ON_SALE:
-        return random.choice(ON_SALE)
-    return f"SKU-{random.randint(1, PRODUCTS):05d}"
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat()
+def drive(client: Any, visit: Visit) -> None:
+    """Send a visit's requests in turn, each answer to the visit (loadtests/traffic.py)."""
+    try:
+        call = next(visit)
+        while True:
+            with client.request(
+                call.method,
+                call.path,
+                name=call.name,
+                params=call.params,
+                json=call.json,
+                headers={**KEYS[call.key], **call.headers},
+                catch_response=True,
+            ) as response:
+                if response.status_code in call.expected:
+                    response.success()
+                ok = response.status_code < 400
+                body = response.json() if ok and response.content else None
+            call = visit.send(Reply(response.status_code, body))
+    except StopIteration:
+        pass
 
 
 class Shopper(FastHttpUser):
     """Storefront widgets: four requests per page view."""
 
-    weight = 12
-    wait_time = constant_throughput(RATE)
-    default_headers = PUBLISHABLE
+    weight = USERS["shopper"]
+    wait_time = constant_throughput(RATE * PACE["shopper"])
 
     def on_start(self) -> None:
         self.customer = customer()
-        self.session = uuid.uuid4().hex[:12]
+        self.session = os.urandom(6).hex()
+        stagger(RATE * PACE["shopper"])
 
     @task
     def page(self) -> None:
-        page_sku = sku()
-        rec = self.client.get(
-            f"/v1/recommendations/{self.customer}",
-            params={"widget": random.choice(WIDGETS), "k": 8, "session_id": self.session,
-                    "context_sku": page_sku},
-            name="/v1/recommendations/[customer]",
-        )  # fmt: skip
-        shown = [i["sku"] for i in rec.json().get("items", [])] if rec.ok else []
-        self.client.get(f"/v1/products/{page_sku}/similar", params={"k": 6},
-                        name="/v1/products/[sku]/similar")  # fmt: skip
-        self.client.post(
-            "/v1/prices/quote",
-            json={"skus": [page_sku, *shown[:3]], "customer_id": self.customer},
-        )
-        events = [{"event_id": uuid.uuid4().hex, "type": "view", "customer_id": self.customer,
-                   "session_id": self.session, "sku": page_sku, "timestamp": now()}]  # fmt: skip
-        if shown and random.random() < 0.3:
-            events.append({"event_id": uuid.uuid4().hex, "type": "add_to_cart",
-                           "customer_id": self.customer, "session_id": self.session,
-                           "sku": shown[0], "timestamp": now(),
-                           "recommendation_id": rec.json()["recommendation_id"]})  # fmt: skip
-        self.client.post("/v1/events", json=events)
+        drive(self.client, shopper_page(CATALOGUE, self.customer, self.session))
 
 
 class Checkout(FastHttpUser):
     """A payment scored before the card is charged, then the order."""
 
-    weight = 3
-    wait_time = constant_throughput(RATE)
-    default_headers = SECRET
+    weight = USERS["checkout"]
+    wait_time = constant_throughput(RATE * PACE["checkout"])
+
+    def on_start(self) -> None:
+        stagger(RATE * PACE["checkout"])
 
     @task
     def checkout(self) -> None:
-        who, item = customer(), sku()
-        qty = random.randint(1, 2)
-        tx = uuid.uuid4().hex
-        payment = {
-            "transaction_id": tx,
-            "customer_id": who,
-            "amount": round(random.uniform(5, 400), 2),
-            "currency": "EUR",
-            "timestamp": now(),
-            "payment_method": "card",
-            "card": {"fingerprint": f"fp-{who}", "bin": "424242", "country": "DE"},
-            "device_id": f"dev-{who}",
-            "ip": f"10.0.{random.randint(0, 255)}.{random.randint(1, 254)}",
-            "email": f"{who}@example.com",
-            "shipping_country": "DE",
-            "items": [{"sku": item, "qty": qty, "unit_price": 20.0}],
-        }
-        score = self.client.post("/v1/fraud/score", json=payment)
-        if score.ok and score.json().get("outcome") in ("allow", "review"):
-            with self.client.post(
-                "/v1/orders",
-                json={"customer_id": who, "currency": "EUR", "shipping_country": "DE",
-                      "lines": [{"sku": item, "qty": qty}]},
-                headers={"Idempotency-Key": tx},
-                catch_response=True,
-            ) as order:  # fmt: skip
-                if order.status_code == 409:  # out of stock is an answer, not a failure
-                    order.success()
+        drive(self.client, checkout(CATALOGUE))
 
 
 class Admin(FastHttpUser):
     """Rare: what a merchandiser looks at."""
 
-    weight = 1
-    wait_time = constant_throughput(RATE / 5)
+    weight = USERS["admin"]
+    wait_time = constant_throughput(RATE * PACE["admin"])
+
+    def on_start(self) -> None:
+        stagger(RATE * PACE["admin"])
 
     @task
     def look(self) -> None:
-        self.client.get("/v1/pricing/history", params={"sku": sku()}, headers=ADMIN,
-                        name="/v1/pricing/history")  # fmt: skip
-        self.client.get("/v1/pricing/suggestions", headers=ADMIN)
-        self.client.get(f"/v1/widgets/{random.choice(WIDGETS)}/stats", headers=ADMIN,
-                        name="/v1/widgets/[name]/stats")  # fmt: skip
+        drive(self.client, admin_look(CATALOGUE))
