@@ -240,16 +240,18 @@ class WriteBehind(Generic[T]):
         return sum(self._persist([item]) for item in items)
 
     def _write(self, items: list[T]) -> None:
-        """One transaction of one ``executemany``.  The rows are converted before it, in small
-        chunks with a pause between them (converting holds the GIL, and a request thread
-        waiting for it would see the whole batch as latency), not inside it: on SQLite a
-        writing transaction holds the write lock every other writer queues for, and this
-        thread runs at a lower priority, so it holds that lock for the insert alone."""
+        """One transaction, executed in small chunks with a pause between them: converting
+        and binding rows holds the GIL, and a request thread waiting for it would see the
+        whole batch as latency.  The rows are converted before the transaction, not in it: on
+        SQLite a writing transaction holds the write lock every other writer queues for, and
+        this thread runs at a lower priority."""
         rows: list[dict[str, Any]] = []
         for start in range(0, len(items), CHUNK):
             rows += [self.to_row(i) for i in items[start : start + CHUNK]]
             time.sleep(0)  # let request threads run
         with self.db.transaction() as session:
-            # executemany of one cached statement (a multi-VALUES insert would be compiled
-            # afresh for every batch)
-            session.execute(self._insert, rows)
+            for start in range(0, len(rows), CHUNK):
+                # executemany of one cached statement (a multi-VALUES insert would be
+                # compiled afresh for every batch)
+                session.execute(self._insert, rows[start : start + CHUNK])
+                time.sleep(0)
