@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Protocol
 
@@ -110,7 +111,20 @@ class RedisBackend:
                 raise
         self._loaded = True
 
+    @contextmanager
+    def _reached(self, *, functions: bool = False) -> Iterator[None]:
+        """Around Redis calls: a server out of reach raises ``BackendUnavailable``; with
+        ``functions``, the function library is loaded first (once per process)."""
+        try:
+            if functions and not self._loaded:
+                self._load()
+            yield
+        except REDIS_ERRORS as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
     def run(self, plans: Sequence[Plan]) -> list[Result]:
+        # the decision's hot path: the same as ``_reached(functions=True)``, written out
+        # without a generator-based context manager's microsecond
         try:
             if not self._loaded:
                 self._load()
@@ -179,9 +193,7 @@ class RedisBackend:
     ) -> Iterator[Ingested]:
         """Batch ingestion (``features/pipeline.py``): ids claimed, writes merged per key.  On
         failure ``claimed`` names the chunks cut off after their claims (``replay_claimed``)."""
-        try:
-            if not self._loaded:
-                self._load()
+        with self._reached(functions=True):
             yield from ingest_batches(
                 self.client,
                 self.batch_function,
@@ -191,18 +203,12 @@ class RedisBackend:
                 self.max_call_args,
                 [] if claimed is None else claimed,
             )
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailable(str(exc)) from exc
 
     def replay_claimed(self, events: Sequence[FeatureEvent], token: str) -> list[FeatureEvent]:
-        try:
-            if not self._loaded:
-                self._load()
+        with self._reached(functions=True):
             return replay_claimed(
                 self.client, self.batch_function, self._load, events, token, self.max_call_args
             )
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailable(str(exc)) from exc
 
     def _roundtrip(
         self,
@@ -228,18 +234,14 @@ class RedisBackend:
         args: list[str | int] = [STOCK_TOTAL_KEY, STOCK_OUT_KEY]
         for sku, warehouse, available in entries:
             args += [stock_key(sku), sku, warehouse, available]
-        try:
+        with self._reached():
             self._stock(args=args)
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailable(str(exc)) from exc
 
     def get_stock(self, skus: Sequence[str]) -> dict[str, int]:
         if not skus:
             return {}
-        try:
+        with self._reached():
             values = self.client.hmget(STOCK_TOTAL_KEY, list(skus))
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailable(str(exc)) from exc
         return {sku: int(v) for sku, v in zip(skus, values, strict=True) if v is not None}
 
     def ping(self) -> bool:
@@ -251,7 +253,7 @@ class RedisBackend:
     def clear(self) -> int:
         """Delete every cartwise key (SCAN + UNLINK in batches); returns how many."""
         removed = 0
-        try:
+        with self._reached():
             batch: list[bytes] = []
             for key in self.client.scan_iter(match=f"{self.prefix}*", count=1000):
                 batch.append(key)
@@ -260,8 +262,6 @@ class RedisBackend:
                     batch = []
             if batch:
                 removed += int(self.client.unlink(*batch))
-        except REDIS_ERRORS as exc:
-            raise BackendUnavailable(str(exc)) from exc
         return removed
 
 
