@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +343,22 @@ class AppProcess:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+@contextlib.contextmanager
+def app_on_own_redis(workdir: Path, env: dict[str, str]) -> Iterator[AppProcess]:
+    """The app under plain uvicorn (SQLite in ``workdir``) on a Redis of its own, with ``env``;
+    both stopped on exit."""
+    with RedisServer(workdir / "redis", persist=False) as redis_server:
+        server = AppProcess(
+            workdir,
+            {"CARTWISE_REDIS_URL": redis_server.url, "CARTWISE_LOG_LEVEL": "WARNING", **env},
+        )
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def seeded_store_and_recommender(

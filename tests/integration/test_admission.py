@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from serving.api.admission import Gate
-from tests.servers import AppProcess, RedisServer
+from tests.servers import AppProcess, app_on_own_redis
 
 pytestmark = pytest.mark.integration
 LIMIT = 3
@@ -22,22 +22,9 @@ ADMIN_TOKEN = "admission-admin"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
-    workdir = tmp_path_factory.mktemp("admission")
-    with RedisServer(workdir / "redis", persist=False) as redis_server:
-        server = AppProcess(
-            workdir,
-            {
-                "CARTWISE_REDIS_URL": redis_server.url,
-                "CARTWISE_MAX_INFLIGHT": str(LIMIT),
-                "CARTWISE_LOG_LEVEL": "WARNING",
-                "CARTWISE_ADMIN_TOKEN": ADMIN_TOKEN,
-            },
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    env = {"CARTWISE_MAX_INFLIGHT": str(LIMIT), "CARTWISE_ADMIN_TOKEN": ADMIN_TOKEN}
+    with app_on_own_redis(tmp_path_factory.mktemp("admission"), env) as server:
+        yield server
 
 
 def _hold(url: str) -> socket.socket:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.servers import AppProcess, RedisServer
+from tests.servers import AppProcess, app_on_own_redis
 
 pytestmark = pytest.mark.integration
 WRITERS = 48  # more than the thread pool's 40
@@ -23,21 +23,9 @@ WRITERS = 48  # more than the thread pool's 40
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
-    workdir = tmp_path_factory.mktemp("loop-routes")
-    with RedisServer(workdir / "redis", persist=False) as redis_server:
-        server = AppProcess(
-            workdir,
-            {
-                "CARTWISE_REDIS_URL": redis_server.url,
-                "CARTWISE_CHANNEL_KEYS": "off",
-                "CARTWISE_LOG_LEVEL": "WARNING",
-            },
-        )
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    env = {"CARTWISE_CHANNEL_KEYS": "off"}
+    with app_on_own_redis(tmp_path_factory.mktemp("loop-routes"), env) as server:
+        yield server
 
 
 def event(n: int) -> dict[str, object]:
