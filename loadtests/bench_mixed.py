@@ -37,7 +37,15 @@ import orjson
 
 from loadtests.catalogue import active_skus
 from loadtests.micro.report import write
-from loadtests.traffic import Call, Catalogue, Reply, Visit, random_visit, requests_per_visit
+from loadtests.traffic import (
+    Call,
+    Catalogue,
+    Reply,
+    Visit,
+    bearer,
+    random_visit,
+    requests_per_visit,
+)
 
 
 class Recorder:
@@ -101,9 +109,9 @@ async def run_visit(
 
 async def drive(args: argparse.Namespace, catalogue: Catalogue) -> tuple[Recorder, float]:
     keys = {
-        "publishable": _bearer(args.publishable_key),
-        "secret": _bearer(args.secret_key),
-        "admin": _bearer(args.admin_token),
+        "publishable": bearer(args.publishable_key),
+        "secret": bearer(args.secret_key),
+        "admin": bearer(args.admin_token),
     }
     rec = Recorder()
     visits_per_s = args.rps / requests_per_visit()
@@ -131,10 +139,6 @@ async def drive(args: argparse.Namespace, catalogue: Catalogue) -> tuple[Recorde
             await asyncio.wait(tasks, timeout=args.timeout)
         elapsed = time.perf_counter() - start
     return rec, elapsed
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def summarise(rec: Recorder, elapsed: float, seconds: int) -> dict[str, Any]:
@@ -215,7 +219,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--label", default="")
     args = ap.parse_args()
-    catalogue = Catalogue(active_skus(args.url, _bearer(args.secret_key or args.admin_token)))
+    catalogue = Catalogue(active_skus(args.url, bearer(args.secret_key or args.admin_token)))
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     rec, elapsed = asyncio.run(drive(args, catalogue))
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)

@@ -44,6 +44,7 @@ from loadtests.traffic import (
     Reply,
     Visit,
     admin_look,
+    bearer,
     checkout,
     customer,
     shopper_page,
@@ -52,14 +53,9 @@ from loadtests.traffic import (
 RATE = float(os.environ.get("CARTWISE_LOADTEST_RATE", "1"))
 
 
-def _key(name: str) -> dict[str, str]:
-    key = os.environ.get(name, "")
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
 KEYS = {
-    "publishable": _key("CARTWISE_LOADTEST_PUBLISHABLE_KEY"),
-    "secret": _key("CARTWISE_LOADTEST_SECRET_KEY"),
+    "publishable": bearer(os.environ.get("CARTWISE_LOADTEST_PUBLISHABLE_KEY", "")),
+    "secret": bearer(os.environ.get("CARTWISE_LOADTEST_SECRET_KEY", "")),
     "admin": {"Authorization": f"Bearer {os.environ.get('CARTWISE_ADMIN_TOKEN', '')}"},
 }
 CATALOGUE = Catalogue()  # active products, read once when the test starts

@@ -73,6 +73,11 @@ class Catalogue:
         return f"SKU-{random.randint(1, PRODUCTS):05d}"
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header of a key or token; none without one."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def customer() -> str:
     return f"cus_{random.randint(1, CUSTOMERS):06d}"
 
@@ -177,5 +182,5 @@ def requests_per_visit() -> float:
 
 def offered_rps(users: int, rate: float) -> float:
     """The requests a second ``users`` locust users at ``rate`` visits a second offer."""
-    per_user = sum(VISITS[k] * REQUESTS_PER_VISIT[k] for k in VISITS) / sum(USERS.values())
-    return users * rate * per_user
+    visits_per_user = sum(VISITS.values()) / sum(USERS.values())
+    return users * rate * visits_per_user * requests_per_visit()
