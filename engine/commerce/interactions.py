@@ -66,12 +66,41 @@ class KnownChannels:
             )
 
 
+class ProductCategories:
+    """Each SKU's category, cached: a product is never deleted and its category is set once,
+    at creation, so an entry never goes stale.  Only the SKUs not seen yet are queried, so an
+    event batch about known products costs no query; an unknown SKU is looked up again on
+    every call (a product created since is found).  Past ``capacity`` SKUs the cache starts
+    over."""
+
+    def __init__(self, db: Database, capacity: int = 200_000) -> None:
+        self.db = db
+        self.capacity = capacity
+        self._known: dict[str, str] = {}
+
+    def of(self, skus: Iterable[str]) -> dict[str, str]:
+        """The category of each of ``skus`` that exists; unknown SKUs are left out."""
+        wanted = set(skus)
+        out = {sku: self._known[sku] for sku in wanted if sku in self._known}
+        missing = sorted(wanted - out.keys())
+        if missing:
+            with self.db.transaction(readonly=True) as s:
+                stmt = select(Product.sku, Product.category).where(Product.sku.in_(missing))
+                found = dict(s.execute(stmt).tuples().all())
+            if len(self._known) + len(found) > self.capacity:
+                self._known = {}
+            self._known.update(found)
+            out.update(found)
+        return out
+
+
 class Interactions:
     def __init__(self, db: Database, bus: MessageBus, clock: Callable[[], datetime] = utcnow):
         self.db = db
         self.bus = bus
         self.clock = clock
         self.channels = KnownChannels(db)
+        self.categories = ProductCategories(db)
         # one statement executed with many rows: compiled once and cached, where a statement
         # carrying its rows (.values(rows)) was compiled afresh on every call (~1.5 ms)
         self._insert = ignore_conflicts(db.dialect, Interaction, ["event_id"]).returning(
@@ -92,14 +121,7 @@ class Interactions:
         # The SKUs are looked up before the writing transaction, not inside it: on SQLite a
         # writing transaction holds the one write lock every other writer queues for, so it
         # holds nothing but the insert (a product is never deleted, only deactivated).
-        skus = sorted({ev.sku for ev in unique.values() if ev.sku})
-        categories: dict[str, str | None] = {}
-        if skus:
-            with self.db.transaction(readonly=True) as s:
-                found = s.execute(
-                    select(Product.sku, Product.category).where(Product.sku.in_(skus))
-                )
-                categories = dict(found.all())
+        categories = self.categories.of(ev.sku for ev in unique.values() if ev.sku)
         unknown = [
             {"field": f"events[{i}].sku", "sku": ev.sku}
             for i, ev in enumerate(events)

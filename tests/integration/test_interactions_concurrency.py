@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from engine.commerce.catalog import Catalog
 from engine.commerce.db import Database
 from engine.commerce.interactions import InteractionRequest, Interactions
 from engine.commerce.schema import Interaction
@@ -82,3 +84,36 @@ def test_an_unknown_sku_fails_its_call_alone(db: Database) -> None:
     assert [i.event_id for i in recorded.accepted] == ["good-1"]
     with db.transaction(readonly=True) as s:
         assert list(s.scalars(select(Interaction.event_id))) == ["good-1"]  # nothing half-written
+
+
+def test_product_categories_are_queried_once_and_a_new_product_is_found(db: Database) -> None:
+    catalog = Catalog(db, MessageBus())
+    catalog.create_product(
+        sku="CAT-A", title="A", category="boots", list_price=Decimal("10"), currency="EUR"
+    )
+    interactions = Interactions(db, MessageBus())
+    queries: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "products.sku IN" in statement:
+            queries.append(statement)
+
+    view = lambda event_id, sku: InteractionRequest(  # noqa: E731
+        event_id=event_id, type="view", timestamp=datetime.now(UTC), session_id="s", sku=sku
+    )
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        first = interactions.record([view("c-1", "CAT-A")])
+        again = interactions.record([view("c-2", "CAT-A"), view("c-3", "CAT-A")])
+        assert len(queries) == 1  # the category of a known SKU costs no query
+        with pytest.raises(ValidationError):
+            interactions.record([view("c-4", "CAT-B")])
+        catalog.create_product(
+            sku="CAT-B", title="B", category="hats", list_price=Decimal("5"), currency="EUR"
+        )
+        later = interactions.record([view("c-4", "CAT-B"), view("c-5", "CAT-A")])
+        assert len(queries) == 3  # the miss was looked up again, CAT-A still not
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert [i.category for i in first.accepted + again.accepted] == ["boots"] * 3
+    assert [i.category for i in later.accepted] == ["hats", "boots"]
