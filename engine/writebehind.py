@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.orm import Session
+
 from engine.commerce.db import Database, database_unavailable, ignore_conflicts
 from engine.errors import Unavailable
 
@@ -239,6 +241,9 @@ class WriteBehind(Generic[T]):
                 return 0
         return sum(self._persist([item]) for item in items)
 
+    def _within(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """What a log also writes in the transaction that inserts ``rows``, before them."""
+
     def _write(self, items: list[T]) -> None:
         """One transaction, executed in small chunks with a pause between them: converting
         and binding rows holds the GIL, and a request thread waiting for it would see the
@@ -250,6 +255,7 @@ class WriteBehind(Generic[T]):
             rows += [self.to_row(i) for i in items[start : start + CHUNK]]
             time.sleep(0)  # let request threads run
         with self.db.transaction() as session:
+            self._within(session, rows)
             for start in range(0, len(rows), CHUNK):
                 # executemany of one cached statement (a multi-VALUES insert would be
                 # compiled afresh for every batch)

@@ -21,6 +21,7 @@ from engine.fraud.log import DecisionLog
 from engine.fraud.service import FraudService
 from engine.pricing.config import PricingConfig
 from engine.pricing.service import PricingService
+from engine.recommend import rollup
 from engine.recommend.catalog import CatalogCache
 from engine.recommend.log import RecommendationLog
 from engine.recommend.service import Recommender
@@ -103,7 +104,8 @@ def bootstrap(
     segments = CustomerSegments(db)  # shared: pricing discounts and widget audiences
     experiments = Experiments(db)  # A/B tests over widgets, the recommender and price rules
     widgets = WidgetStore(db)
-    interactions = Interactions(db, bus)
+    # events that name a recommendation count toward its widget's hourly stats
+    interactions = Interactions(db, bus, within_insert=[rollup.recorded])
     decisions = DecisionLog(db)
     rec_log = RecommendationLog(db)
     shadow = ShadowLog(db)  # challengers' outputs beside the champions'

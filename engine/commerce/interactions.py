@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database, ignore_conflicts
 from engine.commerce.groupcommit import GroupCommit
@@ -95,8 +96,18 @@ class ProductCategories:
 
 
 class Interactions:
-    def __init__(self, db: Database, bus: MessageBus, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        db: Database,
+        bus: MessageBus,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        within_insert: Sequence[Callable[[Session, list[dict[str, Any]]], None]] = (),
+    ) -> None:
+        """``within_insert``: what else to write in the transaction that inserts events,
+        given the rows it inserted (new events only)."""
         self.db = db
+        self.within_insert = tuple(within_insert)
         self.bus = bus
         self.clock = clock
         self.channels = KnownChannels(db)
@@ -164,7 +175,11 @@ class Interactions:
                 if owner.setdefault(row["event_id"], n) == n:
                     rows.append(row)
         with self.db.transaction() as s:
-            inserted = s.connection().execute(self._insert, rows).scalars()
+            inserted = set(s.connection().execute(self._insert, rows).scalars())
+            if self.within_insert and inserted:
+                new = [row for row in rows if row["event_id"] in inserted]
+                for also in self.within_insert:
+                    also(s, new)
             out: list[set[str]] = [set() for _ in calls]
             for event_id in inserted:
                 out[owner[event_id]].add(event_id)

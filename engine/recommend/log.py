@@ -7,6 +7,7 @@ conversion per widget.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from engine.commerce.db import Database
 from engine.commerce.schema import Interaction
+from engine.recommend import rollup
 from engine.recommend.schema import Recommendation as RecommendationRow
 from engine.writebehind import WriteBehind
 
@@ -73,17 +75,19 @@ class RecommendationLog(WriteBehind[Recommendation]):
     def __init__(self, db: Database) -> None:
         super().__init__(db, RecommendationRow, ["id"], _row, name="recommendation-log")
 
+    def _within(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        rollup.shown(session, rows)  # the hourly counts, in the same transaction
+
     def stats(self, widget: str, *, days: int = 7) -> dict[str, Any]:
         """Impressions, clicks (views), add-to-carts and purchases that came back with the
-        widget's recommendation ids, over the last ``days``."""
+        widget's recommendation ids, over the last ``days`` (in whole UTC hours: from the
+        start of the hour ``days`` ago, read from the hourly counts alone)."""
         self.flush()
-        since = datetime.now(UTC) - timedelta(days=days)
+        # whole UTC hours: from the start of the hour ``days`` ago
+        since = _floor_hour(datetime.now(UTC) - timedelta(days=days))
         with self.db.transaction(readonly=True) as s:
             found = widget_stats(s, since=since, widget=widget)
         return {"widget": widget, "days": days, **(found[0] if found else _rates(widget, 0, {}))}
-
-
-OUTCOMES = {"view": "clicks", "add_to_cart": "add_to_carts", "purchase": "purchases"}
 
 
 def widget_stats(
@@ -94,9 +98,46 @@ def widget_stats(
     channel: str | None = None,
     widget: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Per widget (by name), in one query: recommendations shown in ``[since, until)`` (of
-    ``channel``), and the distinct storefront events sent back with their ids (views are
-    clicks), whenever those came."""
+    """Per widget (by name): recommendations shown in ``[since, until)`` (of ``channel``;
+    ``until`` None: up to now), and the distinct storefront events sent back with their ids
+    (views are clicks), whenever those came.  Whole UTC hours are read from the hourly
+    counts (``engine/recommend/rollup.py``), a partial first and last hour from the rows; with
+    no ``until`` the current hour is a whole one (nothing is shown later than now)."""
+    first = _next_hour(since)
+    if until is None:  # every hour from ``first`` on: nothing is shown after now
+        hours = rollup.hours(session, rollup.hour_of(first), None, channel=channel, widget=widget)
+        parts = [_shown(session, since, first, channel, widget), hours]
+    elif first >= (last := _floor_hour(until)):
+        parts = [_shown(session, since, until, channel, widget)]
+    else:
+        parts = [
+            _shown(session, since, first, channel, widget),
+            rollup.hours(
+                session, rollup.hour_of(first), rollup.hour_of(last), channel=channel, widget=widget
+            ),
+            _shown(session, last, until, channel, widget),
+        ]
+    found: dict[str, Counter[str]] = defaultdict(Counter)
+    for part in parts:
+        for name, counts in part.items():
+            found[name].update(counts)
+    return [
+        _rates(name, c["impressions"], {k: c[k] for k in rollup.OUTCOMES.values()})
+        for name, c in sorted(found.items())
+        if c["impressions"]
+    ]
+
+
+def _shown(
+    session: Session,
+    since: datetime,
+    until: datetime | None,
+    channel: str | None,
+    widget: str | None,
+) -> dict[str, Counter[str]]:
+    """The counts of ``[since, until)`` from the log and the events, per widget."""
+    if until is not None and until <= since:
+        return {}
     where = [RecommendationRow.created_at >= since]
     if until is not None:
         where.append(RecommendationRow.created_at < until)
@@ -108,19 +149,26 @@ def widget_stats(
         func.count(
             func.distinct(case((Interaction.type == kind, Interaction.event_id), else_=None))
         )
-        for kind in OUTCOMES
+        for kind in rollup.OUTCOMES
     ]
     rows = session.execute(
         select(RecommendationRow.widget, func.count(func.distinct(RecommendationRow.id)), *counts)
         .outerjoin(Interaction, Interaction.recommendation_id == RecommendationRow.id)
         .where(and_(*where))
         .group_by(RecommendationRow.widget)
-        .order_by(RecommendationRow.widget)
     ).all()
-    return [
-        _rates(name, int(shown), dict(zip(OUTCOMES.values(), map(int, rest), strict=True)))
-        for name, shown, *rest in rows
-    ]
+    return {
+        name: Counter(dict(zip(rollup.COUNTS, map(int, rest), strict=True))) for name, *rest in rows
+    }
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _next_hour(t: datetime) -> datetime:
+    floor = _floor_hour(t)
+    return floor if floor == t else floor + timedelta(hours=1)
 
 
 def _rates(widget: str, shown: int, counts: dict[str, int]) -> dict[str, Any]:
