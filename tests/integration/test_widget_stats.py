@@ -43,6 +43,7 @@ def shop(db: Database, catalog: Catalog) -> Iterator[tuple[Interactions, Recomme
     )
     log = RecommendationLog(db)
     yield Interactions(db, MessageBus(), within_insert=[rollup.recorded]), log
+    log.close()
 
 
 def rec(widget: str, at: datetime, channel: str | None = None) -> Recommendation:
