@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
-from engine.commerce.db import Database, database_unavailable, ignore_conflicts
+from engine.commerce.db import Database, DriverInsert, database_unavailable, ignore_conflicts
 from engine.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class WriteBehind(Generic[T]):
         self.capacity = max(capacity, 1)
         self.dropped = 0  # rows given up: buffer full during an outage, or refused by the DB
         self.written = 0
-        self._insert = ignore_conflicts(db.dialect, model, keys)
+        self._insert = ignore_conflicts(db.dialect, model, keys)  # a log may set an upsert
+        self._driver: DriverInsert | None = None  # made from it at the first write
         # every row not in the database yet, numbered in order of arrival; the batch being
         # written stays in it (the oldest rows) until its transaction commits
         self._rows: deque[tuple[int, T]] = deque()
@@ -245,19 +246,20 @@ class WriteBehind(Generic[T]):
         """What a log also writes in the transaction that inserts ``rows``, before them."""
 
     def _write(self, items: list[T]) -> None:
-        """One transaction, executed in small chunks with a pause between them: converting
-        and binding rows holds the GIL, and a request thread waiting for it would see the
-        whole batch as latency.  The rows are converted before the transaction, not in it: on
-        SQLite a writing transaction holds the write lock every other writer queues for, and
-        this thread runs at a lower priority."""
+        """One transaction, and nothing but the driver's insert in it.  The rows are
+        converted and made ready for the driver before it (``DriverInsert``), in small chunks
+        with a pause between them: that work holds the GIL, and a request thread waiting for
+        it would see the whole batch as latency.  On SQLite a writing transaction holds the
+        write lock every other writer queues for, and this thread runs at a lower priority."""
+        if self._driver is None:
+            self._driver = DriverInsert(self.db.engine, self._insert)
         rows: list[dict[str, Any]] = []
+        prepared: list[Any] = []
         for start in range(0, len(items), CHUNK):
-            rows += [self.to_row(i) for i in items[start : start + CHUNK]]
+            chunk = [self.to_row(i) for i in items[start : start + CHUNK]]
+            rows += chunk
+            prepared += self._driver.prepare(chunk)
             time.sleep(0)  # let request threads run
         with self.db.transaction() as session:
             self._within(session, rows)
-            for start in range(0, len(rows), CHUNK):
-                # executemany of one cached statement (a multi-VALUES insert would be
-                # compiled afresh for every batch)
-                session.execute(self._insert, rows[start : start + CHUNK])
-                time.sleep(0)
+            self._driver.execute(session, prepared)

@@ -83,12 +83,34 @@ def environment(port: int) -> dict[str, str]:
 
 
 def prepare(env: dict[str, str]) -> None:
-    """The demo store and its models (first use only: later runs find them)."""
+    """The demo store and its models (first use only: later runs find them), restocked so
+    every run's orders find stock as the first run's did (``restock``)."""
     code = (
         "from serving.cli import prepare_demo; from serving.cli_common import settings_from_env;"
-        "prepare_demo(settings_from_env(), seed=42, customers=2000, products=500)"
+        "from loadtests.run import restock; settings = settings_from_env();"
+        "prepare_demo(settings, seed=42, customers=2000, products=500); restock(settings)"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def restock(settings: Any, available: int = 5_000) -> None:
+    """Every stock slot back to ``available`` units beyond what is allocated, through the
+    catalogue (so the online store's stock follows): the runs before this one sold stock,
+    and an order that finds none is a cheaper 409."""
+    from sqlalchemy import select
+
+    from engine.commerce.schema import Stock
+    from serving.bootstrap import bootstrap
+
+    container = bootstrap(settings, migrate=False, load_models=False)
+    try:
+        with container.db.transaction(readonly=True) as s:
+            slots = s.execute(select(Stock.warehouse_id, Stock.sku, Stock.allocated)).all()
+        for warehouse, sku, allocated in slots:
+            container.catalog.set_stock(warehouse, sku, (allocated or 0) + available)
+    finally:
+        container.close()
+    print(f"restocked {len(slots)} stock slots to {available} available units")
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], wait_s: float = 180) -> float:

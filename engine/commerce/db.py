@@ -25,7 +25,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,77 @@ def ignore_conflicts(dialect: str, model: Any, keys: list[str]) -> Any:
     CPU per row for nothing these rows need (``loadtests/micro/bench_writebehind.py``)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model.__table__).on_conflict_do_nothing(index_elements=keys)
+
+
+class DriverInsert:
+    """An insert statement (``ignore_conflicts``, or an upsert) of one table's rows, compiled
+    once per set of columns the rows name, with the rows made ready for the database's driver
+    apart from executing it: ``prepare`` applies each column's bind processing (JSON through
+    the engine's codec, UTC datetimes, decimals, booleans) and the Python-side defaults of the
+    columns a row leaves out, in the order the compiled statement wants; ``execute`` hands the
+    result to the driver's ``executemany`` alone.  A write-behind log prepares its rows before
+    its transaction, so on SQLite, where a writing transaction holds the one write lock, the
+    lock covers the driver's work only.  A column left out with no Python-side default is
+    NULL."""
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        self.engine = engine
+        self.statement = statement
+        self._compiled: dict[frozenset[str], tuple[str, bool, list[tuple[str, Any]]]] = {}
+
+    def prepare(self, rows: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """``(sql, parameters)`` per set of columns the rows name, in their order."""
+        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(frozenset(r), []).append(r)
+        out = []
+        for keys, group in groups.items():
+            sql, positional, order = self._compile(keys)
+            if positional:
+                params: list[Any] = [tuple(get(r) for _, get in order) for r in group]
+            else:
+                params = [{name: get(r) for name, get in order} for r in group]
+            out.append((sql, params))
+        return out
+
+    def execute(self, session: Session, prepared: list[tuple[str, list[Any]]]) -> None:
+        connection = session.connection()
+        for sql, params in prepared:
+            connection.exec_driver_sql(sql, params)
+
+    def _compile(self, keys: frozenset[str]) -> tuple[str, bool, list[tuple[str, Any]]]:
+        found = self._compiled.get(keys)
+        if found is None:
+            dialect = self.engine.dialect
+            table = self.statement.table
+            named = [c.key for c in table.columns if c.key in keys]
+            compiled = self.statement.compile(dialect=dialect, column_keys=named)
+            positional = compiled.positiontup is not None
+            names = list(compiled.positiontup or compiled.params)  # the binds, in order
+            order = [(n, _getter(table.columns[n], n in keys, dialect)) for n in names]
+            found = self._compiled[keys] = (str(compiled), positional, order)
+        return found
+
+
+def _getter(column: Any, named: bool, dialect: Any) -> Callable[[dict[str, Any]], Any]:
+    """A row's value of ``column`` for the driver: the row's own, or the column's Python-side
+    default (NULL without one), through the column type's bind processing."""
+    process = column.type.bind_processor(dialect)
+    default = column.default
+    key = column.key
+
+    def get(row: dict[str, Any]) -> Any:
+        if named:
+            value = row[key]
+        elif default is None:
+            value = None
+        elif default.is_callable:
+            value = default.arg(None)
+        else:
+            value = default.arg
+        return value if process is None else process(value)
+
+    return get
 
 
 class Database:
