@@ -58,7 +58,7 @@ class WriteBehind(Generic[T]):
         to_row: Callable[[T], dict[str, Any]],
         *,
         name: str,
-        flush_interval: float = 0.05,
+        flush_interval: float = 0.25,
         batch: int = 500,
         capacity: int = 50_000,
     ) -> None:

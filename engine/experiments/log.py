@@ -40,7 +40,7 @@ def _row(x: Exposure) -> dict[str, Any]:
 
 
 class ExposureLog(WriteBehind[Exposure]):
-    def __init__(self, db: Database, *, flush_interval: float = 0.05) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 0.25) -> None:
         super().__init__(
             db,
             ExperimentExposure,

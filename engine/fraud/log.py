@@ -37,7 +37,7 @@ class ReviewResolved(Conflict):
 class DecisionLog(WriteBehind[Decision]):
     """Decisions are written behind the request (``engine.writebehind``); reads flush first."""
 
-    def __init__(self, db: Database, *, flush_interval: float = 0.05) -> None:
+    def __init__(self, db: Database, *, flush_interval: float = 0.25) -> None:
         super().__init__(
             db,
             FraudDecision,
