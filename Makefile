@@ -74,7 +74,7 @@ test-fast: install
 	$(BIN)/pytest -m "unit" $(PYTEST_ARGS)
 
 ## make loadtest: mixed traffic on Ray Serve, then the same app under plain uvicorn; reports/
-LOADTEST_ARGS ?= --users 100 --rate 1 --seconds 60 --processes 2
+LOADTEST_ARGS ?= --users 100 --rate 1 --seconds 60 --processes 3
 loadtest: install
 	$(BIN)/python -m loadtests.run $(LOADTEST_ARGS)
 

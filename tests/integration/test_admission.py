@@ -28,12 +28,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProcess]:
 
 
 def _hold(url: str) -> socket.socket:
-    """A request whose body has not arrived: in flight until the body is sent."""
+    """A request whose body has not arrived: in flight until the body is sent (its caller is
+    known, so the route waits for the body rather than refusing it)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
     body = b'[{"event_id": "held", "type": "view", "session_id": "s-held"}]'
     sock.sendall(
         b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
     )
     sock.settimeout(10)
