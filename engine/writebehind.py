@@ -254,11 +254,11 @@ class WriteBehind(Generic[T]):
         if self._driver is None:
             self._driver = DriverInsert(self.db.engine, self._insert)
         rows: list[dict[str, Any]] = []
-        prepared: list[Any] = []
+        prepared: dict[str, list[Any]] = {}
         for start in range(0, len(items), CHUNK):
             chunk = [self.to_row(i) for i in items[start : start + CHUNK]]
             rows += chunk
-            prepared += self._driver.prepare(chunk)
+            self._driver.prepare(chunk, into=prepared)
             time.sleep(0)  # let request threads run
         with self.db.transaction() as session:
             self._within(session, rows)

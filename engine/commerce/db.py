@@ -205,24 +205,25 @@ class DriverInsert:
         self.statement = statement
         self._compiled: dict[frozenset[str], tuple[str, bool, list[tuple[str, Any]]]] = {}
 
-    def prepare(self, rows: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
-        """``(sql, parameters)`` per set of columns the rows name, in their order."""
-        groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    def prepare(
+        self, rows: list[dict[str, Any]], into: dict[str, list[Any]] | None = None
+    ) -> dict[str, list[Any]]:
+        """The driver's parameters of ``rows`` per statement (one per set of columns the rows
+        name), added to ``into``: rows prepared a chunk at a time are then executed together,
+        one ``executemany`` per statement."""
+        prepared: dict[str, list[Any]] = {} if into is None else into
         for r in rows:
-            groups.setdefault(frozenset(r), []).append(r)
-        out = []
-        for keys, group in groups.items():
-            sql, positional, order = self._compile(keys)
+            sql, positional, order = self._compile(frozenset(r))
+            params = prepared.setdefault(sql, [])
             if positional:
-                params: list[Any] = [tuple(get(r) for _, get in order) for r in group]
+                params.append(tuple(get(r) for _, get in order))
             else:
-                params = [{name: get(r) for name, get in order} for r in group]
-            out.append((sql, params))
-        return out
+                params.append({name: get(r) for name, get in order})
+        return prepared
 
-    def execute(self, session: Session, prepared: list[tuple[str, list[Any]]]) -> None:
+    def execute(self, session: Session, prepared: dict[str, list[Any]]) -> None:
         connection = session.connection()
-        for sql, params in prepared:
+        for sql, params in prepared.items():
             connection.exec_driver_sql(sql, params)
 
     def _compile(self, keys: frozenset[str]) -> tuple[str, bool, list[tuple[str, Any]]]:
