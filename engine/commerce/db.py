@@ -25,7 +25,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,17 @@ def ignore_conflicts(dialect: str, model: Any, keys: list[str]) -> Any:
     CPU per row for nothing these rows need (``loadtests/micro/bench_writebehind.py``)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(model.__table__).on_conflict_do_nothing(index_elements=keys)
+
+
+def add_on_conflict(dialect: str, model: Any, keys: list[str], adding: Sequence[str]) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` adding the new row's ``adding`` columns to
+    the stored row's, on PostgreSQL and SQLite (counters kept by upserts)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model)
+    table = stmt.table
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={name: table.c[name] + stmt.excluded[name] for name in adding}
+    )
 
 
 class DriverInsert:

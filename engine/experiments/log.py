@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-
-from engine.commerce.db import Database
+from engine.commerce.db import Database, add_on_conflict
 from engine.experiments.schema import ExperimentExposure
 from engine.writebehind import WriteBehind
 
@@ -49,12 +47,7 @@ class ExposureLog(WriteBehind[Exposure]):
             name="experiment-exposures",
             flush_interval=flush_interval,
         )
-        insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        stmt = insert(ExperimentExposure)
-        self._insert = stmt.on_conflict_do_update(
-            index_elements=KEYS,
-            set_={"exposures": ExperimentExposure.exposures + stmt.excluded.exposures},
-        )
+        self._insert = add_on_conflict(db.dialect, ExperimentExposure, KEYS, ["exposures"])
 
     def _write(self, items: list[Exposure]) -> None:
         """One row per (experiment, customer) of the batch (an upsert may not touch a row

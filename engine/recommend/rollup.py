@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import BindParameter, Connection, Table, bindparam, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from engine.commerce.db import add_on_conflict
 from engine.commerce.schema import Interaction
 from engine.recommend.schema import Recommendation, RecommendationHour
 
@@ -139,14 +139,13 @@ def _add(conn: Connection, counts: dict[Key, Counter[str]]) -> None:
         {"widget": w, "channel": c, "hour": h, **{name: n.get(name, 0) for name in COUNTS}}
         for (w, c, h), n in sorted(counts.items())
     ]
-    conn.execute(_upsert(conn.dialect.name), rows)
+    conn.execute(_UPSERTS[conn.dialect.name], rows)
 
 
 # Core statements built once (their compiled forms are cached): the ORM's paths cost several
 # times more CPU per call, inside the write lock.
 _recs = cast(Table, Recommendation.__table__)
 _events = cast(Table, Interaction.__table__)
-_hours = cast(Table, RecommendationHour.__table__)
 _ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
 _KNOWN = select(_recs.c.id).where(_recs.c.id.in_(_ids))
 _RECS = select(_recs.c.id, _recs.c.widget, _recs.c.channel_id, _recs.c.created_at).where(
@@ -158,15 +157,7 @@ _OUTCOMES_OF = (
     .group_by(_events.c.recommendation_id, _events.c.type)
 )
 _LOCK = select(func.pg_advisory_xact_lock(LOCK_KEY))
-_UPSERTS: dict[str, Any] = {}
-
-
-def _upsert(dialect: str) -> Any:
-    if dialect not in _UPSERTS:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(_hours)
-        _UPSERTS[dialect] = stmt.on_conflict_do_update(
-            index_elements=["widget", "channel", "hour"],
-            set_={name: _hours.c[name] + stmt.excluded[name] for name in COUNTS},
-        )
-    return _UPSERTS[dialect]
+_UPSERTS = {
+    dialect: add_on_conflict(dialect, RecommendationHour, ["widget", "channel", "hour"], COUNTS)
+    for dialect in ("postgresql", "sqlite")
+}
