@@ -543,8 +543,7 @@ class _Draft:
     def order(self, plan: Sequence[Any]) -> Order:
         """The placed order (not attached to a session), as a read would return it."""
         order = Order(**self.row)
-        order.lines = [OrderLine(**{k: v for k, v in r.items() if k != "order_id"})
-                       for r in self.line_rows]  # fmt: skip
+        order.lines = [OrderLine(**r) for r in self.line_rows]
         order.allocations = [
             Allocation(warehouse_id=p.warehouse_id, sku=p.sku, qty=p.qty, state="allocated")
             for p in plan

@@ -83,7 +83,6 @@ class RecommendationLog(WriteBehind[Recommendation]):
         widget's recommendation ids, over the last ``days`` (in whole UTC hours: from the
         start of the hour ``days`` ago, read from the hourly counts alone)."""
         self.flush()
-        # whole UTC hours: from the start of the hour ``days`` ago
         since = _floor_hour(datetime.now(UTC) - timedelta(days=days))
         with self.db.transaction(readonly=True) as s:
             found = widget_stats(s, since=since, widget=widget)
@@ -104,19 +103,17 @@ def widget_stats(
     counts (``engine/recommend/rollup.py``), a partial first and last hour from the rows; with
     no ``until`` the current hour is a whole one (nothing is shown later than now)."""
     first = _next_hour(since)
-    if until is None:  # every hour from ``first`` on: nothing is shown after now
-        hours = rollup.hours(session, rollup.hour_of(first), None, channel=channel, widget=widget)
-        parts = [_shown(session, since, first, channel, widget), hours]
-    elif first >= (last := _floor_hour(until)):
+    last = None if until is None else _floor_hour(until)
+    if last is not None and first >= last:  # within one hour, or two partial ones
         parts = [_shown(session, since, until, channel, widget)]
     else:
+        upto = None if last is None else rollup.hour_of(last)
         parts = [
             _shown(session, since, first, channel, widget),
-            rollup.hours(
-                session, rollup.hour_of(first), rollup.hour_of(last), channel=channel, widget=widget
-            ),
-            _shown(session, last, until, channel, widget),
+            rollup.hours(session, rollup.hour_of(first), upto, channel=channel, widget=widget),
         ]
+        if last is not None:
+            parts.append(_shown(session, last, until, channel, widget))
     found: dict[str, Counter[str]] = defaultdict(Counter)
     for part in parts:
         for name, counts in part.items():
